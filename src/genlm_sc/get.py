@@ -1,0 +1,201 @@
+"""Read-only accessors, in the spirit of ``scanpy.get``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .io.fasta import FastaReference
+from .pp.haplotypes import reverse_complement
+from .store import open_haplotypes
+
+__all__ = [
+    "fixed_length_haplotypes",
+    "haplotype_store",
+    "haplotypes",
+    "sequences",
+    "unique_haplotypes",
+]
+
+
+def haplotype_store(adata: ad.AnnData) -> xr.Dataset:
+    """The cohort's haplotype Dataset (lazy, dask-backed), see ``docs/format.md``."""
+    return open_haplotypes(adata)
+
+
+def sequences(adata: ad.AnnData, *, fasta: str | os.PathLike | None = None) -> pd.Series:
+    """Reference sequence of each window, in gene orientation.
+
+    Parameters
+    ----------
+    adata
+        A gene panel (:func:`genlm_sc.pp.gene_windows`) or a cohort (its ``var``).
+    fasta
+        The reference; default: the FASTA recorded in ``adata.uns["gl"]``.
+
+    Returns
+    -------
+    Series of upper-case strings indexed by gene id; minus-strand windows are
+    reverse-complemented, so the anchor (TSS) is at index ``width // 2``.
+    """
+    table = adata.obs if {"chrom", "start", "end"} <= set(adata.obs.columns) else adata.var
+    if fasta is None:
+        fasta = _recorded_fasta(adata)
+    out = {}
+    with FastaReference(fasta) as reference:
+        for gene_id, row in table.iterrows():
+            codes = reference.fetch(row["chrom"], int(row["start"]), int(row["end"]), pad=True)
+            if row["strand"] == "-":
+                codes = reverse_complement(codes)
+            out[gene_id] = codes.tobytes().decode("ascii")
+    return pd.Series(out, name="sequence")
+
+
+def _recorded_fasta(adata: ad.AnnData) -> str:
+    record = adata.uns.get("gl", {}).get("fasta")
+    if not record:
+        raise KeyError("no FASTA recorded in adata.uns['gl']; pass fasta=")
+    path = record["path"] if isinstance(record, dict) else record
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"the recorded FASTA {path} is gone; pass fasta=")
+    return path
+
+
+def _gene_slice(ds: xr.Dataset, gene: str, cohort: ad.AnnData) -> tuple[int, int, int]:
+    genes = list(ds["gene"].values)
+    if gene not in genes:
+        by_name = cohort.var.index[cohort.var.get("gene_name", pd.Series(dtype=str)) == gene]
+        if len(by_name) != 1:
+            raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")
+        gene = by_name[0]
+    g = genes.index(gene)
+    first = int(ds["gene_first_haplotype"].values[g])
+    return g, first, first + int(ds["gene_n_haplotypes"].values[g])
+
+
+def unique_haplotypes(cohort: ad.AnnData, gene: str) -> pd.DataFrame:
+    """The distinct haplotypes of one gene, most frequent first.
+
+    Returns
+    -------
+    DataFrame with columns ``sequence`` (gene orientation), ``length`` and ``count``
+    (person-haplotypes carrying it), indexed by haplotype number in the store.
+    """
+    ds = haplotype_store(cohort)
+    _, lo, hi = _gene_slice(ds, gene, cohort)
+    lengths = ds["haplotype_length"][lo:hi].values
+    codes = ds["sequence"][lo:hi].values
+    return pd.DataFrame(
+        {
+            "sequence": [codes[i, :n].tobytes().decode("ascii") for i, n in enumerate(lengths)],
+            "length": lengths,
+            "count": ds["haplotype_count"][lo:hi].values,
+        },
+        index=pd.RangeIndex(lo, hi, name="haplotype"),
+    )
+
+
+def _sample_rows(cohort: ad.AnnData, samples: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
+    names = list(cohort.obs_names)
+    if samples is None:
+        return names, np.arange(len(names))
+    position = {s: i for i, s in enumerate(names)}
+    unknown = [s for s in samples if s not in position]
+    if unknown:
+        raise KeyError(f"unknown samples: {unknown[:10]}")
+    return list(samples), np.array([position[s] for s in samples])
+
+
+def haplotypes(
+    cohort: ad.AnnData, gene: str, *, samples: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Each person's two haplotype sequences of one gene, in gene orientation.
+
+    Each sequence is what ``bcftools consensus -s SAMPLE -H 1`` (and ``-H 2``) writes for
+    the gene's window (reverse-complemented on the minus strand): indels are applied, so
+    lengths differ between people.
+
+    Returns
+    -------
+    DataFrame indexed by sample with columns ``haplotype_1`` and ``haplotype_2``.
+    """
+    table = unique_haplotypes(cohort, gene)
+    ds = haplotype_store(cohort)
+    g, lo, _ = _gene_slice(ds, gene, cohort)
+    names, rows = _sample_rows(cohort, samples)
+    index = ds["sample_haplotype"][:, g, :].values[rows] - lo
+    seqs = table["sequence"].to_numpy()
+    return pd.DataFrame(
+        {"haplotype_1": seqs[index[:, 0]], "haplotype_2": seqs[index[:, 1]]},
+        index=pd.Index(names, name="sample"),
+    )
+
+
+def fixed_length_haplotypes(
+    cohort: ad.AnnData,
+    gene: str,
+    *,
+    length: int | None = None,
+    samples: Sequence[str] | None = None,
+    pad: str = "N",
+) -> xr.DataArray:
+    """Haplotypes of one gene cut or padded to one length, anchor-aligned (for models).
+
+    Indels change haplotype lengths, so each haplotype is aligned on its anchor base (the
+    TSS for a default panel): the base whose reference coordinate is the anchor goes to
+    index ``length // 2``; bases beyond either end are trimmed and missing ones filled with
+    ``pad``. When an indel removed the anchor base itself, the first reference base after
+    it (in gene orientation) is used.
+
+    Parameters
+    ----------
+    cohort
+        A cohort from :func:`genlm_sc.pp.personal_sequences`.
+    gene
+        Gene id or unique gene name.
+    length
+        Output length (default: the panel window width).
+    samples
+        Sample ids (default: all).
+    pad
+        Fill character.
+
+    Returns
+    -------
+    ``uint8`` ASCII DataArray with dims ``(sample, ploidy, position)``.
+    """
+    ds = haplotype_store(cohort)
+    g, lo, hi = _gene_slice(ds, gene, cohort)
+    info = cohort.var.iloc[g]
+    width = int(info["end"] - info["start"])
+    length = width if length is None else int(length)
+    anchor_index = width // 2
+    minus = info["strand"] == "-"
+    anchor = int(info["end"]) - 1 - anchor_index if minus else int(info["start"]) + anchor_index
+    codes = ds["sequence"][lo:hi].values
+    coords = ds["reference_position"][lo:hi].values
+    lengths = ds["haplotype_length"][lo:hi].values
+    fixed = np.full((hi - lo, length), ord(pad), dtype=np.uint8)
+    for i in range(hi - lo):
+        n = lengths[i]
+        position = coords[i, :n]
+        reached = position <= anchor if minus else position >= anchor
+        candidates = np.flatnonzero(reached & (position >= 0))
+        at = int(candidates[0]) if len(candidates) else n // 2
+        src_lo = max(0, at - length // 2)
+        dst_lo = src_lo - (at - length // 2)
+        take = min(n - src_lo, length - dst_lo)
+        fixed[i, dst_lo : dst_lo + take] = codes[i, src_lo : src_lo + take]
+    names, rows = _sample_rows(cohort, samples)
+    index = ds["sample_haplotype"][:, g, :].values[rows] - lo
+    return xr.DataArray(
+        fixed[index],
+        dims=("sample", "ploidy", "position"),
+        coords={"sample": names, "ploidy": [0, 1]},
+        name=str(ds["gene"].values[g]),
+    )

@@ -1,0 +1,25 @@
+"""Files to arrays: FASTA, VCF/BCF, gene annotation, expression tables, sample panels.
+
+Nothing here knows about AnnData.
+"""
+
+from .annotation import read_annotation
+from .contigs import contig_aliases, match_contigs
+from .errors import InputFileError
+from .expression import read_covariates, read_expression
+from .fasta import FastaReference
+from .samples import read_sample_panel
+from .vcf import VariantBlock, VariantFile
+
+__all__ = [
+    "FastaReference",
+    "InputFileError",
+    "VariantBlock",
+    "VariantFile",
+    "contig_aliases",
+    "match_contigs",
+    "read_annotation",
+    "read_covariates",
+    "read_expression",
+    "read_sample_panel",
+]

@@ -1,0 +1,246 @@
+"""Genotypes from VCF/BCF files (many samples) through cyvcf2.
+
+Positions are returned 0-based (``POS - 1``). Alleles are integer indices into
+``[REF, *ALT]``; ``-1`` marks a missing allele (``.``) and a haploid call has ``-1`` as its
+second allele.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cyvcf2
+import numpy as np
+
+from .errors import InputFileError
+
+
+@dataclass
+class VariantBlock:
+    """The records of one region, with genotypes of the selected samples.
+
+    Attributes
+    ----------
+    chrom
+        Contig name as written in the VCF.
+    positions
+        0-based start of each record (``POS - 1``), ``int64``.
+    ids, refs
+        ``ID`` and ``REF`` of each record.
+    alts
+        ``ALT`` alleles of each record (a list per record).
+    alleles
+        ``int8`` array ``(record, sample, 2)`` of allele indices; ``-1`` is missing.
+    phased
+        ``bool`` array ``(record, sample)``: whether the call is phased (``|``).
+    """
+
+    chrom: str
+    positions: np.ndarray
+    ids: list[str] = field(default_factory=list)
+    refs: list[str] = field(default_factory=list)
+    alts: list[list[str]] = field(default_factory=list)
+    alleles: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2), np.int8))
+    phased: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def select(self, mask: np.ndarray) -> VariantBlock:
+        """The records where ``mask`` is true."""
+        index = np.flatnonzero(mask)
+        return VariantBlock(
+            chrom=self.chrom,
+            positions=self.positions[index],
+            ids=[self.ids[i] for i in index],
+            refs=[self.refs[i] for i in index],
+            alts=[self.alts[i] for i in index],
+            alleles=self.alleles[index],
+            phased=self.phased[index],
+        )
+
+    def record_name(self, i: int) -> str:
+        """``chrom:POS ID REF>ALT`` of record ``i`` (1-based ``POS``), for messages."""
+        return (
+            f"record {self.chrom}:{self.positions[i] + 1} {self.ids[i]} "
+            f"{self.refs[i]}>{','.join(self.alts[i])}"
+        )
+
+
+class VariantFile:
+    """A VCF/BCF opened for region queries over a set of samples.
+
+    Parameters
+    ----------
+    path
+        bgzipped and indexed (``.tbi`` or ``.csi``) VCF, or indexed BCF.
+    samples
+        Sample ids to read, in this order; all samples when ``None``.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, samples: Sequence[str] | None = None):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise InputFileError(self.path, "VCF file not found")
+        header_samples = _header_samples(self.path)
+        duplicated = [s for s, n in Counter(header_samples).items() if n > 1]
+        if duplicated:
+            raise InputFileError(
+                self.path,
+                f"duplicate sample ids in the header: {', '.join(duplicated[:10])}",
+                record="#CHROM line",
+            )
+        if samples is not None:
+            samples = list(samples)
+            missing = [s for s in samples if s not in set(header_samples)]
+            if missing:
+                raise InputFileError(
+                    self.path,
+                    f"{len(missing)} requested samples are not in the VCF: "
+                    f"{', '.join(missing[:10])}",
+                )
+        try:
+            self._vcf = cyvcf2.VCF(os.fspath(self.path), samples=samples, lazy=True, threads=1)
+        except (OSError, Exception) as err:  # cyvcf2 raises bare Exception on bad headers
+            raise InputFileError(self.path, f"cannot open as VCF/BCF ({err})") from err
+        self.samples: list[str] = list(self._vcf.samples)
+        if samples is not None and self.samples != samples:
+            order = {s: i for i, s in enumerate(self.samples)}
+            self._order = np.array([order[s] for s in samples])
+            self.samples = samples
+        else:
+            self._order = None
+        self.contigs: list[str] = list(self._vcf.seqnames)
+
+    def header_contig_lengths(self) -> dict[str, int]:
+        """Contig lengths declared in ``##contig`` header lines."""
+        lengths = {}
+        for rec in self._vcf.header_iter():
+            info = rec.info()
+            if rec.type == "CONTIG" and "ID" in info and "length" in info:
+                lengths[info["ID"]] = int(info["length"])
+        return lengths
+
+    def header_assembly(self) -> str | None:
+        """The ``assembly`` of the first ``##contig`` header line, or ``##reference``."""
+        for rec in self._vcf.header_iter():
+            info = rec.info()
+            if rec.type == "CONTIG" and "assembly" in info:
+                return info["assembly"]
+        for line in self._vcf.raw_header.splitlines():
+            if line.startswith("##reference="):
+                return line.split("=", 1)[1]
+        return None
+
+    def fetch(self, chrom: str, start: int, end: int) -> VariantBlock:
+        """Records whose ``POS`` lies in ``[start, end)`` (0-based), in file order.
+
+        Raises
+        ------
+        InputFileError
+            On an unindexed file, a malformed record or a genotype that is not diploid
+            or haploid.
+        """
+        positions, ids, refs, alts, genotypes = [], [], [], [], []
+        region = f"{chrom}:{start + 1}-{end}"
+        try:
+            records = self._vcf(region)
+            for rec in records:
+                pos = rec.start
+                if pos < start or pos >= end:
+                    continue
+                positions.append(pos)
+                ids.append(rec.ID or ".")
+                refs.append(rec.REF)
+                alts.append(list(rec.ALT))
+                genotypes.append(rec.genotype.array() if rec.genotype is not None else None)
+        except Exception as err:  # htslib errors surface as generic exceptions in cyvcf2
+            last = f"after record {chrom}:{positions[-1] + 1}" if positions else region
+            raise InputFileError(self.path, f"cannot read records ({err})", record=last) from err
+        n_samples = len(self.samples)
+        alleles = np.full((len(positions), n_samples, 2), -1, dtype=np.int8)
+        phased = np.ones((len(positions), n_samples), dtype=bool)
+        for i, gt in enumerate(genotypes):
+            if gt is None:
+                raise InputFileError(
+                    self.path, "record has no GT field", record=f"{chrom}:{positions[i] + 1}"
+                )
+            if gt.shape[1] > 3:
+                raise InputFileError(
+                    self.path,
+                    f"ploidy {gt.shape[1] - 1} is not supported (diploid or haploid only)",
+                    record=f"{chrom}:{positions[i] + 1}",
+                )
+            if self._order is not None:
+                gt = gt[self._order]
+            calls = gt[:, :-1]
+            alleles[i, :, : calls.shape[1]] = np.where(calls < 0, -1, calls)
+            phased[i] = gt[:, -1] == 1
+        block = VariantBlock(
+            chrom=chrom,
+            positions=np.asarray(positions, dtype=np.int64),
+            ids=ids,
+            refs=refs,
+            alts=alts,
+            alleles=alleles,
+            phased=phased,
+        )
+        _check_allele_indices(self.path, block)
+        return block
+
+    def close(self) -> None:
+        """Close the file."""
+        self._vcf.close()
+
+    def __enter__(self) -> VariantFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _header_samples(path: Path) -> list[str]:
+    """Sample ids from the ``#CHROM`` line, read with pysam's text reader."""
+    import pysam
+
+    if path.suffix == ".bcf":
+        try:
+            return list(cyvcf2.VCF(os.fspath(path)).samples)
+        except Exception as err:
+            raise InputFileError(path, f"cannot open as BCF ({err})") from err
+    try:
+        with pysam.BGZFile(os.fspath(path), "rb") if _is_gzip(path) else open(path, "rb") as fh:
+            for raw in fh:
+                line = raw.decode() if isinstance(raw, bytes) else raw
+                if line.startswith("#CHROM"):
+                    return line.rstrip("\r\n").split("\t")[9:]
+                if not line.startswith("#"):
+                    break
+    except (OSError, EOFError, UnicodeDecodeError) as err:
+        raise InputFileError(path, f"cannot read the header ({err})") from err
+    raise InputFileError(path, "no #CHROM header line: not a VCF file")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _check_allele_indices(path: Path, block: VariantBlock) -> None:
+    """Refuse genotypes that point past the record's ALT alleles."""
+    if not len(block):
+        return
+    n_alleles = np.array([1 + len(a) for a in block.alts])
+    bad = (block.alleles.max(axis=(1, 2)) >= n_alleles).nonzero()[0]
+    if len(bad):
+        i = int(bad[0])
+        raise InputFileError(
+            path,
+            f"a genotype refers to allele {int(block.alleles[i].max())} but the record has "
+            f"only {n_alleles[i] - 1} ALT allele(s)",
+            record=block.record_name(i),
+        )

@@ -1,0 +1,3 @@
+"""Plotting: stored results to matplotlib Axes."""
+
+__all__: list[str] = []

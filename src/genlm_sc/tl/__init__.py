@@ -1,0 +1,3 @@
+"""Tools: AnnData in, results computed and written back."""
+
+__all__: list[str] = []

@@ -1,0 +1,70 @@
+"""Haplotypes equal ``bcftools consensus`` base for base: every person, every example gene."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import genlm_sc as gl
+from bcftools_reference import consensus
+from conftest import needs_bcftools
+from genlm_sc.pp.haplotypes import reverse_complement
+
+
+def _rc(sequence: str) -> str:
+    import numpy as np
+
+    codes = np.frombuffer(sequence.encode(), dtype=np.uint8)
+    return reverse_complement(codes).tobytes().decode()
+
+
+@needs_bcftools
+def test_every_person_every_gene_matches_bcftools(example, cohort):
+    var = cohort.var
+    regions = [
+        f"{c}:{s + 1}-{e}" for c, s, e in zip(var["chrom"], var["start"], var["end"], strict=True)
+    ]
+    ours = {gene: gl.get.haplotypes(cohort, gene) for gene in var.index}
+
+    def check(sample: str) -> list[str]:
+        problems = []
+        for h in (1, 2):
+            theirs = consensus(example.fasta, example.vcf, regions, sample, h)
+            for gene, strand, expected in zip(var.index, var["strand"], theirs, strict=True):
+                expected = _rc(expected) if strand == "-" else expected
+                got = ours[gene].loc[sample, f"haplotype_{h}"]
+                if got != expected:
+                    problems.append(f"{sample} H{h} {gene}: {len(got)} vs {len(expected)} bp")
+        return problems
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        problems = [p for ps in pool.map(check, cohort.obs_names) for p in ps]
+    assert not problems, problems[:10]
+    # the data hold indels, so some haplotypes differ in length from the window
+    lengths = gl.get.haplotype_store(cohort)["haplotype_length"].values
+    assert (lengths != 4096).any()
+
+
+def test_work_grows_with_unique_haplotypes(cohort):
+    ds = gl.get.haplotype_store(cohort)
+    n_unique = int(ds.sizes["haplotype"])
+    assert n_unique == int(cohort.var["n_haplotypes"].sum())
+    # far fewer distinct sequences than person-haplotypes
+    assert n_unique < 0.2 * cohort.n_obs * 2 * cohort.n_vars
+    counts = ds["haplotype_count"].values
+    assert counts.sum() == cohort.n_obs * 2 * cohort.n_vars
+
+
+def test_unique_haplotypes_are_distinct(cohort):
+    for gene in cohort.var_names[:5]:
+        table = gl.get.unique_haplotypes(cohort, gene)
+        assert table["sequence"].is_unique
+        assert table["count"].is_monotonic_decreasing
+
+
+@pytest.mark.parametrize("gene", ["FKBP1A", "PSMF1"])
+def test_reference_haplotype_equals_window(cohort, gene):
+    reference = gl.get.sequences(cohort)[cohort.var.index[cohort.var["gene_name"] == gene][0]]
+    table = gl.get.unique_haplotypes(cohort, gene)
+    assert reference in set(table["sequence"])
