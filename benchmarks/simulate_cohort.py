@@ -310,9 +310,9 @@ def simulate_cohort(
     write_vcf(plain, params, positions1, refs, alts, genotypes)
     if params.indel_fraction > 0:
         # indels are placed at random, so left-align them (GenVarLoader requires it)
+        norm = ["bcftools", "norm", "--no-version", "-f", str(reference), "-Oz"]
         subprocess.run(
-            ["bcftools", "norm", "--no-version", "-f", str(reference), "-Oz", "-o", str(vcf_gz)]
-            + [str(plain)],
+            [*norm, "-o", str(vcf_gz), str(plain)],
             check=True,
             stderr=subprocess.DEVNULL,
         )

@@ -104,18 +104,21 @@ def test_bed_matches_raw_file_and_tsv(bed_genes):
 
 
 @needs_shared
-def test_bed_gene_types_and_selection():
+def test_bed_gene_types_and_selection(bed_genes):
     with gzip.open(BED, "rt") as handle:
         n_coding = sum(line.rstrip("\n").split("\t")[6] == "protein_coding" for line in handle)
-    coding = read_annotation(BED, gene_types=["protein_coding"])
+    coding = read_annotation(bed_genes, gene_types=["protein_coding"])
     assert len(coding) == n_coding
     assert set(coding["gene_type"]) == {"protein_coding"}
 
-    picked = read_annotation(BED, genes=["PDYN", "ENSG00000088832", "ENSG00000125818.13"])
+    both = read_annotation(coding, gene_types=["protein_coding"], genes=["PDYN", "FKBP1A"])
+    assert list(both["gene_name"]) == ["PDYN", "FKBP1A"]
+    picked = read_annotation(bed_genes, genes=["PDYN", "ENSG00000088832", "ENSG00000125818.13"])
     assert list(picked["gene_name"]) == ["PDYN", "FKBP1A", "PSMF1"]
     assert list(picked.index) == ["ENSG00000101327.4", "ENSG00000088832.10", "ENSG00000125818.13"]
-    # a different version of the same Ensembl gene still matches
-    assert list(read_annotation(BED, genes=["ENSG00000088832.99"]).index) == ["ENSG00000088832.10"]
+    # a different version of the same Ensembl gene still matches; repeats are kept once
+    again = read_annotation(bed_genes, genes=["ENSG00000088832.99", "FKBP1A"])
+    assert list(again.index) == ["ENSG00000088832.10"]
 
 
 @needs_shared
@@ -129,7 +132,7 @@ def test_bed_ambiguous_and_unknown_names(bed_genes):
     assert all(gene_id in str(info.value) for gene_id in ids)
 
     with pytest.raises(InputFileError, match=r"unknown gene.*'FKBP1AX'.*did you mean 'FKBP1A'"):
-        read_annotation(BED, genes=["FKBP1A", "FKBP1AX"])
+        read_annotation(bed_genes, genes=["FKBP1A", "FKBP1AX"])
     with pytest.raises(InputFileError, match="excluded by gene_types"):
         read_annotation(TSV, gene_types=["protein_coding"], genes=["ACTG1P3"])
     with pytest.raises(InputFileError, match="no gene of type 'protein-coding'"):
@@ -251,6 +254,8 @@ def test_missing_and_empty_files(tmp_path):
         read_annotation(write(tmp_path / "empty.bed", ""))
     with pytest.raises(InputFileError, match="empty"):
         read_annotation(write(tmp_path / "blank.gtf", "\n\n"))
+    with pytest.raises(InputFileError, match="no GTF records, only comments"):
+        read_annotation(write(tmp_path / "comments.gtf", "#!genome-build x\n#!y\n"))
 
 
 def test_truncated_and_corrupt_gzip(tmp_path):
@@ -284,7 +289,7 @@ def test_truncated_real_gzip(tmp_path):
         ("chr20\t500\n", "only 2 tab-separated fields"),
         ("chr20\tfive\t600\t+\tG3.1\tC\tmiRNA\n", "start 'five' is not a whole number"),
         ("chr20\t600\t600\t+\tG3.1\tC\tmiRNA\n", "start 600 is not before end 600"),
-        ("chr20\t-5\t600\t+\tG3.1\tC\tmiRNA\n", "negative start -5"),
+        ("chr20\t-5\t600\t+\tG3.1\tC\tmiRNA\n", "negative 0-based start -5"),
         ("chr20\t500\t600\t.\tG3.1\tC\tmiRNA\n", "strand '.'"),
     ],
 )
@@ -305,7 +310,7 @@ def test_bed6_with_bad_strand(tmp_path):
 
 def test_duplicate_gene_ids_are_named(tmp_path):
     text = GOOD_BED + "chrY\t100\t200\t+\tG1.1\tA\tprotein_coding\n"
-    with pytest.raises(InputFileError, match="duplicate gene id.*G1.1.*line 1, line 3"):
+    with pytest.raises(InputFileError, match=r"duplicate gene id.*G1.1.*line 1, line 3"):
         read_annotation(write(tmp_path / "genes.bed", text))
 
 
@@ -323,7 +328,7 @@ def test_tsv_tss_must_agree(tmp_path):
         read_annotation(write(tmp_path / "one.tsv", one_based))
     assert info.value.record == "line 2"
     wrong = good.replace("\t1373805\n", "\t1349621\n")
-    with pytest.raises(InputFileError, match="tss 1349621 disagrees.*1373805"):
+    with pytest.raises(InputFileError, match=r"tss 1349621 disagrees.*1373805"):
         read_annotation(write(tmp_path / "wrong.tsv", wrong))
 
 
@@ -369,7 +374,7 @@ def test_gtf_semantic_problems_name_the_gene(tmp_path):
     with pytest.raises(InputFileError, match="not before end") as info:
         read_annotation(write(tmp_path / "a.gtf", reversed_gene))
     assert info.value.record == "gene ENSG00000227232"
-    with pytest.raises(InputFileError, match="duplicate gene id.*ENSG00000223972"):
+    with pytest.raises(InputFileError, match=r"duplicate gene id.*ENSG00000223972"):
         read_annotation(write(tmp_path / "b.gtf", GTF_LINES[0] * 2))
     split = GTF_LINES[0].replace("\tgene\t", "\texon\t") + GTF_LINES[0].replace(
         "1\thavana\tgene", "2\thavana\texon"

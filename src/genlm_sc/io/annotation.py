@@ -129,7 +129,8 @@ def read_annotation(
 
     Examples
     --------
-    >>> genes = read_annotation("gencode.v19.genes.v6p.hg19.bed.gz", genes=["FKBP1A"])
+    >>> path = "gencode.v19.genes.v6p.hg19.bed.gz"
+    >>> genes = read_annotation(path, genes=["FKBP1A"])  # doctest: +SKIP
     >>> genes.loc["ENSG00000088832.10", ["strand", "tss"]].tolist()  # doctest: +SKIP
     ['-', 1373805]
     """
@@ -429,11 +430,14 @@ def _pyranges_rows(path: Path, flavour: str) -> pd.DataFrame:
     try:
         # pyranges prints a note to stdout before re-raising some parse errors.
         with contextlib.redirect_stdout(io.StringIO()):
-            return reader(os.fspath(path), as_df=True)
+            raw = reader(os.fspath(path), as_df=True)
     except (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, InputFileError):
         raise
     except Exception as err:  # pyranges raises bare Exception, ValueError, TypeError, ...
         raise _malformed_gff_error(path, flavour, err) from err
+    if not all(pd.api.types.is_integer_dtype(raw[column]) for column in ("Start", "End")):
+        raise _malformed_gff_error(path, flavour, ValueError("non-integer coordinates"))
+    return raw
 
 
 def _malformed_gff_error(path: Path, flavour: str, err: Exception) -> InputFileError:
@@ -444,10 +448,10 @@ def _malformed_gff_error(path: Path, flavour: str, err: Exception) -> InputFileE
             path, f"cannot be read as {flavour.upper()} ({type(err).__name__}: {err})"
         )
     number, problem = found
-    return InputFileError(path, problem, record=f"line {number}")
+    return InputFileError(path, problem, record=None if number is None else f"line {number}")
 
 
-def _first_bad_gff_line(path: Path, flavour: str) -> tuple[int, str] | None:
+def _first_bad_gff_line(path: Path, flavour: str) -> tuple[int | None, str] | None:
     in_records = False
     for number, line in numbered_lines(path):
         if not line.strip():
@@ -460,6 +464,8 @@ def _first_bad_gff_line(path: Path, flavour: str) -> tuple[int, str] | None:
         problem = _gff_line_problem(line, flavour)
         if problem is not None:
             return number, problem
+    if not in_records:
+        return None, f"no {flavour.upper()} records, only comments"
     return None
 
 
@@ -726,11 +732,15 @@ def _optional_text(table: pd.DataFrame, name: str, *, default: pd.Series) -> pd.
     return values.where(values != "", default).astype(object)
 
 
-def _check_coordinates(start: pd.Series, end: pd.Series, where: pd.Series, path: Path | None):
+def _check_coordinates(
+    start: pd.Series, end: pd.Series, where: pd.Series, path: Path | None
+) -> None:
     negative = start < 0
     if negative.any():
         row = int(np.flatnonzero(negative.to_numpy())[0])
-        raise InputFileError(path, f"negative start {start.iloc[row]}", record=_place(where, row))
+        raise InputFileError(
+            path, f"negative 0-based start {start.iloc[row]}", record=_place(where, row)
+        )
     empty = start >= end
     if empty.any():
         row = int(np.flatnonzero(empty.to_numpy())[0])
@@ -767,7 +777,7 @@ def _check_unique(gene_id: pd.Series, where: pd.Series, path: Path | None) -> No
     )
 
 
-def _check_tss(given: pd.Series, expected: pd.Series, where: pd.Series, path: Path | None):
+def _check_tss(given: pd.Series, expected: pd.Series, where: pd.Series, path: Path | None) -> None:
     given = as_int64(given, what="tss", where=where, path=path)
     wrong = given != expected
     if not wrong.any():
@@ -796,7 +806,9 @@ def _shown(ids: Iterable[str]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _keep_gene_types(table: pd.DataFrame, gene_types: Iterable[str], path: Path | None):
+def _keep_gene_types(
+    table: pd.DataFrame, gene_types: Iterable[str], path: Path | None
+) -> pd.DataFrame:
     wanted = [gene_types] if isinstance(gene_types, str) else list(gene_types)
     present = set(table["gene_type"])
     unknown = [t for t in wanted if t not in present]
@@ -874,12 +886,21 @@ def _positions_by_bare_id(ids: pd.Series, bare_wanted: set[str]) -> dict[str, li
 def _unknown_message(unknown: list[str], table: pd.DataFrame, everything: pd.DataFrame) -> str:
     known = set(everything["gene_id"]) | set(everything["gene_name"])
     known |= set(_positions_by_bare_id(everything["gene_id"], set(map(_strip_version, unknown))))
+    names = set(table["gene_name"])
     parts = []
     for query in unknown[:_SHOWN]:
         if query in known or _strip_version(query) in known:
             parts.append(f"{query!r} (excluded by gene_types)")
             continue
-        close = difflib.get_close_matches(query, list(table["gene_name"]), n=1, cutoff=0.8)
+        close = difflib.get_close_matches(query, _candidates(query, names), n=1, cutoff=0.8)
         parts.append(f"{query!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
     more = f" ... ({len(unknown)} in all)" if len(unknown) > _SHOWN else ""
     return f"unknown gene(s): {', '.join(parts)}{more}"
+
+
+def _candidates(query: str, names: set[str]) -> list[str]:
+    """Names worth comparing with ``query`` for a suggestion: same first letter, similar length."""
+    first = query[:1].upper()
+    return sorted(
+        name for name in names if name[:1].upper() == first and abs(len(name) - len(query)) <= 3
+    )

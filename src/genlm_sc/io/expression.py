@@ -138,7 +138,7 @@ def read_expression_bed_genes(path: str | os.PathLike[str]) -> pd.DataFrame:
         header = _header(path)
         if len(header) < 4:
             raise InputFileError(path, "a BED expression file needs at least 4 columns")
-        body = _read_body(path, header, id_position=3, usecols=[0, 1, 2, 3])
+        body = _read_body(path, header, text=[0, 3], usecols=[0, 1, 2, 3])
     where = pd.Series([f"gene {gene}" for gene in body[3]])
     genes = pd.DataFrame(
         {
@@ -219,16 +219,16 @@ def _looks_like_bed(header: Sequence[str]) -> bool:
 
 
 def _read_body(
-    path: Path, header: list[str], *, id_position: int, usecols: list[int] | None = None
+    path: Path, header: list[str], *, text: Sequence[int], usecols: list[int] | None = None
 ) -> pd.DataFrame:
-    """The lines after the header, with positional column labels; ids read as text."""
+    """The lines after the header, with positional column labels; ``text`` columns as str."""
     try:
         body = pd.read_csv(
             path,
             sep=_separator(path),
             header=None,
             skiprows=_header_line(path),
-            dtype={id_position: str},
+            dtype=dict.fromkeys(text, str),
             usecols=usecols,
             compression="gzip" if is_gzip(path) else None,
             low_memory=False,
@@ -252,8 +252,8 @@ def _header_line(path: Path) -> int:
 
 def _read_table(path: Path, header: list[str], *, id_position: int, first_value: int) -> _Table:
     """Read a labelled matrix: ids in column ``id_position``, values from ``first_value`` on."""
-    body = _read_body(path, header, id_position=id_position)
-    if body.shape[1] == len(header) + 1:
+    body = _read_body(path, header, text=[id_position])
+    if id_position == 0 and body.shape[1] == len(header) + 1:
         header = ["", *header]  # R's write.table leaves out the corner label
     elif body.shape[1] != len(header):
         raise _ragged_error(path, len(header)) or InputFileError(
@@ -347,7 +347,9 @@ def _guess_orientation(table: _Table, path: Path | None) -> str:
     )
 
 
-def _samples_by(table: _Table, path: Path | None, *, row_kind: str, column_kind: str):
+def _samples_by(
+    table: _Table, path: Path | None, *, row_kind: str, column_kind: str
+) -> pd.DataFrame:
     """Features (or covariates) × samples on disk -> samples × features, float64."""
     out = _rows_as_is(table, path, row_kind=row_kind, column_kind=column_kind).T
     out.index.name = column_kind
@@ -355,7 +357,9 @@ def _samples_by(table: _Table, path: Path | None, *, row_kind: str, column_kind:
     return out
 
 
-def _rows_as_is(table: _Table, path: Path | None, *, row_kind: str, column_kind: str):
+def _rows_as_is(
+    table: _Table, path: Path | None, *, row_kind: str, column_kind: str
+) -> pd.DataFrame:
     """The table as laid out, after checks, as a float64 DataFrame."""
     if len(table.row_ids) == 0 or len(table.column_ids) == 0:
         raise InputFileError(path, "the table is empty")

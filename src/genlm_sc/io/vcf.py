@@ -8,6 +8,7 @@ second allele.
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,9 @@ class VariantFile:
         positions, ids, refs, alts, genotypes = [], [], [], [], []
         region = f"{chrom}:{start + 1}-{end}"
         try:
-            records = self._vcf(region)
+            with warnings.catch_warnings():  # cyvcf2 warns when a region has no records
+                warnings.filterwarnings("ignore", message="no intervals found")
+                records = list(self._vcf(region))
             for rec in records:
                 pos = rec.start
                 if pos < start or pos >= end:

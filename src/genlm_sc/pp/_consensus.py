@@ -7,7 +7,8 @@ what that tool writes for the same window:
 * a record that overlaps the reference span of a record already applied to the same
   haplotype is skipped, except an indel whose first (anchor) base is shared with REF and is
   the last base of the previous record (not itself an insertion): then only the part after
-  the anchor is applied, so ``T>C`` followed by ``TG>T`` gives ``C`` with the ``G`` deleted;
+  the anchor is applied, so ``T>C`` followed by ``TG>T`` gives ``C`` with the ``G`` deleted.
+  "Indel" is meant as htslib classifies alleles (:func:`is_indel`): ``ACC>AA`` is not one;
 * a REF that runs past the window end is clipped to the window, and so is an ALT longer
   than the clipped REF.
 
@@ -32,6 +33,7 @@ def apply_variants(
     allele_pointer: np.ndarray,
     allele_start: np.ndarray,
     allele_length: np.ndarray,
+    allele_indel: np.ndarray,
     allele_bytes: np.ndarray,
     patterns: np.ndarray,
     out_sequence: np.ndarray,
@@ -57,6 +59,8 @@ def apply_variants(
     allele_start, allele_length, allele_bytes
         Allele sequences, flattened; a negative length marks an allele that is never applied
         (symbolic alleles and ``*``).
+    allele_indel
+        Whether each allele is an insertion or deletion in htslib's sense.
     patterns
         ``int8`` array ``(haplotype, record)`` of allele indices; ``<= 0`` keeps the reference.
     out_sequence, out_position
@@ -86,8 +90,7 @@ def apply_variants(
             ref_begin = allele_start[allele_pointer[j]]
             offset = offsets[j]
             ref_length = ref_lengths[j]
-            var_length = alt_length - ref_length
-            shares_anchor = var_length != 0 and allele_bytes[alt_begin] == allele_bytes[ref_begin]
+            shares_anchor = allele_indel[k] and allele_bytes[alt_begin] == allele_bytes[ref_begin]
             anchored = False
             if offset <= frozen:
                 if offset < frozen or not shares_anchor or previous_is_insertion:
@@ -118,3 +121,28 @@ def apply_variants(
             written += 1
         out_length[h] = written
         out_skipped[h] = skipped
+
+
+def is_indel(ref: str, alt: str) -> bool:
+    """Whether htslib types ``ref>alt`` as an indel (``VCF_INDEL``).
+
+    After the common prefix, either one allele is used up (``AC>A``, ``A>ACT``), or the
+    alleles differ by one inserted or deleted stretch before a common suffix (``ATG>AG``).
+    Substitutions with a length change such as ``ACC>AA`` are "other", not indels.
+    """
+    if len(ref) == 1 and len(alt) == 1:
+        return False
+    r = 0
+    while r < len(ref) and r < len(alt) and ref[r] == alt[r]:
+        r += 1
+    if r == len(ref) or r == len(alt):
+        return len(ref) != len(alt)
+    ref_end, alt_end = len(ref) - 1, len(alt) - 1
+    while ref[ref_end] == alt[alt_end] and ref_end > r and alt_end > r:
+        ref_end -= 1
+        alt_end -= 1
+    if alt_end == r:
+        return ref_end != r and ref[ref_end] == alt[alt_end]
+    if ref_end == r:
+        return ref[ref_end] == alt[alt_end]
+    return False

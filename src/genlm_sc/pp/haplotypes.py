@@ -10,7 +10,7 @@ import numpy as np
 
 from ..io.errors import InputFileError
 from ..io.vcf import VariantBlock
-from ._consensus import apply_variants
+from ._consensus import apply_variants, is_indel
 
 UnphasedPolicy = Literal["error", "as_listed", "random", "reference"]
 MissingPolicy = Literal["reference", "error"]
@@ -120,13 +120,14 @@ def apply_genotype_policies(
 def _allele_tables(refs: list[str], alts: list[list[str]]):
     """Flatten REF and ALT alleles into the arrays the compiled kernel reads."""
     pointer = np.zeros(len(refs), dtype=np.int64)
-    starts, lengths, chunks = [], [], []
+    starts, lengths, indel, chunks = [], [], [], []
     total = 0
     for j, (ref, alt) in enumerate(zip(refs, alts, strict=True)):
         pointer[j] = len(starts)
         for allele in (ref, *alt):
             applicable = allele and allele[0] not in "<*" and allele != "."
             encoded = allele.upper().encode("ascii") if applicable else b""
+            indel.append(bool(applicable) and is_indel(ref.upper(), allele.upper()))
             starts.append(total)
             lengths.append(len(encoded) if applicable else -1)
             chunks.append(encoded)
@@ -136,6 +137,7 @@ def _allele_tables(refs: list[str], alts: list[list[str]]):
         pointer,
         np.asarray(starts, dtype=np.int64),
         np.asarray(lengths, dtype=np.int64),
+        np.asarray(indel, dtype=np.bool_),
         allele_bytes,
     )
 
@@ -185,7 +187,7 @@ def build_window_haplotypes(
         inverse = np.zeros(n_samples * 2, dtype=np.int64)
         counts = np.array([n_samples * 2])
     inverse = inverse.reshape(-1)
-    pointer, starts, lengths, allele_bytes = _allele_tables(refs, alts)
+    pointer, starts, lengths, indel, allele_bytes = _allele_tables(refs, alts)
     ref_lengths = np.array([len(r) for r in refs], dtype=np.int64)
     growth = 0
     for j in range(len(refs)):
@@ -205,6 +207,7 @@ def build_window_haplotypes(
         pointer,
         starts,
         lengths,
+        indel,
         allele_bytes,
         patterns,
         sequences,

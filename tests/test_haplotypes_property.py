@@ -1,0 +1,101 @@
+"""Property-based tests of the haplotype builder against ``bcftools consensus``.
+
+Random references, overlapping SNVs, MNPs, insertions and deletions (several at one
+position), multi-allelic records, missing calls and windows cutting through records.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pysam
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bcftools_reference import consensus
+from conftest import needs_bcftools
+from genlm_sc.io.vcf import VariantFile
+from genlm_sc.pp.haplotypes import apply_genotype_policies, build_window_haplotypes
+
+CONTIG_LENGTH = 80
+BASES = "ACGT"
+
+
+@st.composite
+def alt_allele(draw, ref: str) -> str:
+    kind = draw(st.sampled_from(["snv", "insertion", "deletion", "mnp"]))
+    if kind == "snv" or (kind == "deletion" and len(ref) == 1):
+        return ref[0].replace(ref[0], draw(st.sampled_from([b for b in BASES if b != ref[0]])))
+    if kind == "insertion":
+        return ref[0] + draw(st.text(BASES, min_size=1, max_size=4))
+    if kind == "deletion":
+        return ref[0]
+    return draw(st.text(BASES, min_size=len(ref), max_size=len(ref)).filter(lambda a: a != ref))
+
+
+@st.composite
+def cases(draw):
+    reference = draw(st.text(BASES, min_size=CONTIG_LENGTH, max_size=CONTIG_LENGTH))
+    n_records = draw(st.integers(0, 12))
+    positions = sorted(draw(st.lists(st.integers(0, CONTIG_LENGTH - 6), min_size=n_records,
+                                     max_size=n_records)))  # fmt: skip
+    records = []
+    for pos in positions:
+        ref = reference[pos : pos + draw(st.integers(1, 4))]
+        alts = draw(st.lists(alt_allele(ref), min_size=1, max_size=2, unique=True))
+        records.append((pos, ref, alts))
+    calls = []
+    for _, _, alts in records:
+        allele = st.sampled_from([str(a) for a in range(len(alts) + 1)] + ["."])
+        row = [f"{draw(allele)}{draw(st.sampled_from('||/'))}{draw(allele)}" for _ in range(2)]
+        calls.append(row)
+    start = draw(st.integers(0, CONTIG_LENGTH - 10))
+    end = draw(st.integers(start + 5, CONTIG_LENGTH))
+    return reference, records, calls, start, end
+
+
+def _write_inputs(folder, reference, records, calls):
+    fasta = folder / "ref.fa"
+    fasta.write_text(f">1\n{reference}\n")
+    pysam.faidx(str(fasta))
+    lines = [
+        "##fileformat=VCFv4.2",
+        f"##contig=<ID=1,length={CONTIG_LENGTH}>",
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2",
+    ]
+    for i, ((pos, ref, alts), row) in enumerate(zip(records, calls, strict=True)):
+        lines.append(f"1\t{pos + 1}\tv{i}\t{ref}\t{','.join(alts)}\t.\t.\t.\tGT\t" + "\t".join(row))
+    text = folder / "calls.vcf"
+    text.write_text("\n".join(lines) + "\n")
+    vcf = folder / "calls.vcf.gz"
+    pysam.tabix_compress(str(text), str(vcf), force=True)
+    pysam.tabix_index(str(vcf), preset="vcf", force=True)
+    return fasta, vcf
+
+
+@needs_bcftools
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(case=cases())
+def test_matches_bcftools_consensus(tmp_path_factory, case):
+    reference, records, calls, start, end = case
+    folder = tmp_path_factory.mktemp("case")
+    fasta, vcf = _write_inputs(folder, reference, records, calls)
+    reader = VariantFile(vcf)
+    block = reader.fetch("1", start, end)
+    alleles, _ = apply_genotype_policies(
+        block, unphased="as_listed", missing="reference", samples=reader.samples, path=str(vcf)
+    )
+    window = np.frombuffer(reference[start:end].encode(), dtype=np.uint8)
+    built = build_window_haplotypes(window, start, block, alleles)
+    for s, sample in enumerate(reader.samples):
+        for h in (1, 2):
+            (expected,) = consensus(fasta, vcf, [f"1:{start + 1}-{end}"], sample, h)
+            u = built.assignment[s, h - 1]
+            got = built.sequences[u, : built.lengths[u]].tobytes().decode()
+            assert got == expected, (sample, h, records, calls, start, end)
+            # every base that claims a reference coordinate shows that reference base,
+            # unless a substitution changed it
+            coords = built.reference_positions[u, : built.lengths[u]]
+            assert np.all(np.diff(coords[coords >= 0]) > 0)
