@@ -6,7 +6,7 @@ Nothing here knows about AnnData.
 from .annotation import read_annotation
 from .contigs import contig_aliases, match_contigs
 from .errors import InputFileError
-from .expression import read_covariates, read_expression
+from .expression import read_covariates, read_expression, read_expression_bed_genes
 from .fasta import FastaReference
 from .samples import read_sample_panel
 from .vcf import VariantBlock, VariantFile
@@ -21,5 +21,6 @@ __all__ = [
     "read_annotation",
     "read_covariates",
     "read_expression",
+    "read_expression_bed_genes",
     "read_sample_panel",
 ]

@@ -1,3 +1,5 @@
 """Plotting: stored results to matplotlib Axes."""
 
-__all__: list[str] = []
+from ._haplotypes import haplotype_diversity
+
+__all__ = ["haplotype_diversity"]

@@ -1,0 +1,49 @@
+"""Sessions: tests, tests_slow, lint, demo, bench.
+
+Run one with ``nox -s NAME`` (``pip install nox`` first). Each session installs what it
+needs into its own virtual environment.
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite without the slow tests."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "not slow and not gpu", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def tests_slow(session: nox.Session) -> None:
+    """Only the tests marked slow."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "slow", *session.posargs, success_codes=[0, 5])
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff: lint and formatting."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main demo on the shipped example data; writes into ./genlm_sc_demo."""
+    session.install(".")
+    session.run("python", "-m", "genlm_sc.demo", *(session.posargs or ["genlm_sc_demo"]))
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the tools a user would otherwise pick (see benchmarks/README.md)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "benchmarks/bench_haplotypes.py", *session.posargs)
