@@ -99,3 +99,15 @@ def test_matches_bcftools_consensus(tmp_path_factory, case):
             # unless a substitution changed it
             coords = built.reference_positions[u, : built.lengths[u]]
             assert np.all(np.diff(coords[coords >= 0]) > 0)
+
+
+def test_text_and_cyvcf2_decoders_agree(example):
+    reader = VariantFile(example.vcf, samples=["NA12878", "HG00096", "HG00097"])
+    fast = reader.fetch("20", 1_000_000, 2_000_000)
+    slow = reader._fetch_cyvcf2("20", 1_000_000, 2_000_000)
+    assert len(fast) == len(slow) == 7568
+    np.testing.assert_array_equal(fast.positions, slow.positions)
+    np.testing.assert_array_equal(fast.alleles, slow.alleles)
+    np.testing.assert_array_equal(fast.phased, slow.phased)
+    assert fast.refs == slow.refs and fast.alts == slow.alts and fast.ids == slow.ids
+    assert not fast.phased.all()  # the file holds unphased calls

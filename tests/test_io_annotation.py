@@ -388,3 +388,15 @@ def test_gtf_compression_must_match_name(tmp_path):
     path.write_bytes(gzip.compress("".join(GTF_LINES).encode()))
     with pytest.raises(InputFileError, match="is gzip-compressed"):
         read_annotation(path)
+
+
+def test_pseudoautosomal_duplicates_keep_chrx(tmp_path):
+    text = (
+        "chrX\t60000\t70000\t+\tENSG00000182378.9\tPLCXD1\tprotein_coding\n"
+        "chrY\t10000\t20000\t+\tENSG00000182378.9\tPLCXD1\tprotein_coding\n"
+        "chr20\t100\t200\t-\tENSG1.1\tA\tprotein_coding\n"
+    )
+    with pytest.warns(UserWarning, match="pseudoautosomal"):
+        genes = read_annotation(write(tmp_path / "par.bed", text))
+    assert genes.loc["ENSG00000182378.9", "chrom"] == "chrX"
+    assert len(genes) == 2

@@ -12,6 +12,7 @@ import difflib
 import gzip
 import io
 import os
+import warnings
 import re
 import zlib
 from collections.abc import Iterable, Iterator
@@ -683,6 +684,7 @@ def _table_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _finish(table: pd.DataFrame, path: Path | None) -> pd.DataFrame:
     """Validate a raw gene table and return it in the output layout."""
+    table = _drop_pseudoautosomal_copies(table, path)
     where = table[_WHERE].reset_index(drop=True)
     table = table.reset_index(drop=True)
     gene_id = _text_column(table, "gene_id", where, path, required=True)
@@ -712,6 +714,22 @@ def _finish(table: pd.DataFrame, path: Path | None) -> pd.DataFrame:
     )
     out.index = pd.Index(gene_id.to_numpy(dtype=object), name="gene_id")
     return out
+
+
+def _drop_pseudoautosomal_copies(table: pd.DataFrame, path: Path | None) -> pd.DataFrame:
+    """Keep the chrX copy of genes annotated on both chrX and chrY (GENCODE's PAR genes)."""
+    chrom = table["chrom"].astype(str)
+    ids = table["gene_id"].astype(str)
+    on_x = set(ids[chrom.isin(["chrX", "X"])])
+    copies = (chrom.isin(["chrY", "Y"]) & ids.isin(on_x)).to_numpy()
+    if copies.any():
+        warnings.warn(
+            f"{path or 'annotation'}: {int(copies.sum())} gene ids are on both chrX and chrY "
+            "(pseudoautosomal regions); keeping their chrX copy",
+            stacklevel=4,
+        )
+        table = table.loc[~copies]
+    return table
 
 
 def _text_column(
