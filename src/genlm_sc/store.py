@@ -146,6 +146,9 @@ class CohortStoreWriter:
             group = self.root.create_group("haplotypes")
         n_samples = len(samples)
 
+        # In memory, compression costs time and saves nothing worth having.
+        compressors = None if self.final_path is None else "auto"
+
         def create(name, shape, chunks, dtype, fill, dims):
             return group.create_array(
                 name,
@@ -154,6 +157,7 @@ class CohortStoreWriter:
                 dtype=dtype,
                 fill_value=fill,
                 dimension_names=dims,
+                compressors=compressors,
             )
 
         ch, cp = chunk_haplotypes, chunk_positions

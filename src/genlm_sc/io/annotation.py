@@ -12,8 +12,8 @@ import difflib
 import gzip
 import io
 import os
-import warnings
 import re
+import warnings
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pysam
 
+from .compression import check_bgzip
 from .errors import InputFileError
 
 #: Code used for bases outside a contig when a window is padded.
@@ -33,7 +33,7 @@ class FastaReference:
         self.path = Path(path)
         if not self.path.exists():
             raise InputFileError(self.path, "FASTA file not found")
-        _check_compression(self.path)
+        check_bgzip(self.path, what="FASTA", index_hint="samtools faidx")
         try:
             self._fasta = pysam.FastaFile(os.fspath(self.path))
         except (OSError, ValueError) as err:
@@ -106,29 +106,3 @@ class FastaReference:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _check_compression(path: Path) -> None:
-    """Refuse gzip that is not bgzip, and truncated gzip, with a clear message."""
-    with open(path, "rb") as handle:
-        magic = handle.read(4)
-    if magic[:2] != b"\x1f\x8b":
-        return
-    if not (magic[3] & 0x04):  # bgzip blocks always carry the FEXTRA flag
-        raise InputFileError(
-            path,
-            "compressed with plain gzip; random access needs bgzip "
-            "(`gunzip` then `bgzip` it, and index with `samtools faidx`)",
-        )
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        handle.seek(max(size - 28, 0))
-        tail = handle.read()
-    # A complete bgzip file ends with the 28-byte empty EOF block.
-    if not tail.endswith(bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")):
-        try:
-            with gzip.open(path, "rb") as handle:
-                while handle.read(1 << 20):
-                    pass
-        except (EOFError, OSError, zlib.error) as err:
-            raise InputFileError(path, f"truncated or corrupt gzip data ({err})") from err

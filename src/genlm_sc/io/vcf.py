@@ -8,6 +8,7 @@ second allele.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -17,7 +18,10 @@ from pathlib import Path
 import cyvcf2
 import numpy as np
 
+from .compression import check_bgzip
 from .errors import InputFileError
+
+_HEADER_FIELD = re.compile(r'([A-Za-z_]+)=("[^"]*"|[^,]*)')
 
 
 @dataclass
@@ -87,6 +91,7 @@ class VariantFile:
         self.path = Path(path)
         if not self.path.exists():
             raise InputFileError(self.path, "VCF file not found")
+        check_bgzip(self.path, what="VCF", index_hint="tabix -p vcf` or `bcftools index")
         header_samples = _header_samples(self.path)
         duplicated = [s for s, n in Counter(header_samples).items() if n > 1]
         if duplicated:
@@ -97,6 +102,9 @@ class VariantFile:
             )
         if samples is not None:
             samples = list(samples)
+            repeated = [s for s, n in Counter(samples).items() if n > 1]
+            if repeated:
+                raise ValueError(f"duplicate sample ids in samples=: {', '.join(repeated[:10])}")
             missing = [s for s in samples if s not in set(header_samples)]
             if missing:
                 raise InputFileError(
@@ -121,21 +129,28 @@ class VariantFile:
         self._n_header_samples = len(header_samples)
         self._text = _open_tabix(self.path)
 
+    def _contig_lines(self) -> list[dict[str, str]]:
+        """The key=value pairs of each ``##contig=<...>`` header line."""
+        found = []
+        for line in self._vcf.raw_header.splitlines():
+            if line.startswith("##contig=<"):
+                body = line[len("##contig=<") :].rstrip(">")
+                found.append(dict(_HEADER_FIELD.findall(body)))
+        return found
+
     def header_contig_lengths(self) -> dict[str, int]:
         """Contig lengths declared in ``##contig`` header lines."""
-        lengths = {}
-        for rec in self._vcf.header_iter():
-            info = rec.info()
-            if rec.type == "CONTIG" and "ID" in info and "length" in info:
-                lengths[info["ID"]] = int(info["length"])
-        return lengths
+        return {
+            c["ID"]: int(c["length"])
+            for c in self._contig_lines()
+            if "ID" in c and c.get("length", "").isdigit()
+        }
 
     def header_assembly(self) -> str | None:
         """The ``assembly`` of the first ``##contig`` header line, or ``##reference``."""
-        for rec in self._vcf.header_iter():
-            info = rec.info()
-            if rec.type == "CONTIG" and "assembly" in info:
-                return info["assembly"]
+        for contig in self._contig_lines():
+            if "assembly" in contig:
+                return contig["assembly"].strip('"')
         for line in self._vcf.raw_header.splitlines():
             if line.startswith("##reference="):
                 return line.split("=", 1)[1]
@@ -164,8 +179,18 @@ class VariantFile:
         """Decode fixed-width ``GT``-only records; ``None`` when the region has others."""
         try:
             lines = list(self._text.fetch(chrom, start, end))
-        except (ValueError, OSError):
-            return None
+        except ValueError as err:
+            if "could not create iterator" in str(err):  # contig without records
+                return None
+            raise InputFileError(
+                self.path, f"cannot read records ({err})", record=f"{chrom}:{start + 1}-{end}"
+            ) from err
+        except OSError as err:
+            raise InputFileError(
+                self.path,
+                f"truncated or corrupt data ({err})",
+                record=f"{chrom}:{start + 1}-{end}",
+            ) from err
         width = 4 * self._n_header_samples - 1
         positions, ids, refs, alts, calls = [], [], [], [], []
         for line in lines:
@@ -215,16 +240,15 @@ class VariantFile:
         try:
             with warnings.catch_warnings():  # cyvcf2 warns when a region has no records
                 warnings.filterwarnings("ignore", message="no intervals found")
-                records = list(self._vcf(region))
-            for rec in records:
-                pos = rec.start
-                if pos < start or pos >= end:
-                    continue
-                positions.append(pos)
-                ids.append(rec.ID or ".")
-                refs.append(rec.REF)
-                alts.append(list(rec.ALT))
-                genotypes.append(rec.genotype.array() if rec.genotype is not None else None)
+                for rec in self._vcf(region):
+                    pos = rec.start
+                    if pos < start or pos >= end:
+                        continue
+                    positions.append(pos)
+                    ids.append(rec.ID or ".")
+                    refs.append(rec.REF)
+                    alts.append(list(rec.ALT))
+                    genotypes.append(rec.genotype.array() if rec.genotype is not None else None)
         except Exception as err:  # htslib errors surface as generic exceptions in cyvcf2
             last = f"after record {chrom}:{positions[-1] + 1}" if positions else region
             raise InputFileError(self.path, f"cannot read records ({err})", record=last) from err
