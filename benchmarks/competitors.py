@@ -13,8 +13,9 @@ counting the bases it produced. It returns a dict with the time spent in each ph
 * :func:`run_bare` — cyvcf2 + numpy, SNVs only: copy the reference window into a
   ``(2 N, L)`` array and write each ALT base into the haplotypes that carry it.
 
-Every function also writes the haplotypes of a few ``check_samples`` to a small FASTA
-(``check_path``, untimed) so the runner can compare the tools' outputs.
+Every function also keeps the haplotypes of a few ``check_samples`` (a negligible copy)
+and writes them to a small FASTA (``check_path``, untimed) so the runner can compare the
+tools' outputs.
 
 The runner (``bench_haplotypes.py``) calls each tool in its own subprocess through
 :func:`run_worker` so that peak memory is measured per tool::
@@ -118,7 +119,7 @@ def run_bcftools(
     (``bcftools view -Ob`` + ``bcftools index``, timed as ``convert``): every pipeline
     reads all genotypes of all samples in the windows, and parsing binary BCF instead of
     VCF text makes each pipeline ~10-20x faster on a cohort of thousands. With
-    ``to_bcf=False`` the bgzipped VCF is read as given.
+    ``to_bcf=False``, or when the input already is a BCF, it is read as given.
     """
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ def run_bcftools(
     check: list[tuple[str, bytes]] = []
     phases: dict[str, float] = {}
 
-    if to_bcf:
+    if to_bcf and not vcf.endswith(".bcf"):
         t0 = time.perf_counter()
         bcf = work / "input.bcf"
         subprocess.run([bcftools, "view", "--no-version", "-Ob", "-o", str(bcf), vcf], check=True)
@@ -173,8 +174,8 @@ def run_bcftools(
         "haplotypes": 2 * len(samples),
         "people": len(samples),
         "versions": {
-            "bcftools": _first_line([bcftools, "--version"]),
-            "samtools": _first_line([samtools, "--version"]),
+            "bcftools": _first_line([bcftools, "--version"]).split()[-1],
+            "samtools": _first_line([samtools, "--version"]).split()[-1],
         },
     }
 
@@ -422,14 +423,14 @@ def run_worker(fn: Callable[..., dict[str, Any]], spec_path: str, out_path: str)
         result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         traceback.print_exc()
     result["worker_seconds"] = time.perf_counter() - t0
-    result["rss_self_mib"] = _peak_rss_self_mib()
+    result["rss_self_mib"] = peak_rss_self_mib()
     result["rss_children_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     result["python"] = sys.version.split()[0]
     Path(out_path).write_text(json.dumps(result, indent=2) + "\n")
     return 0 if result["ok"] else 1
 
 
-def _peak_rss_self_mib() -> float:
+def peak_rss_self_mib() -> float:
     """This process's peak RSS (``VmHWM``) in MiB.
 
     ``ru_maxrss`` is not used for the process itself: on Linux it survives ``exec`` and so

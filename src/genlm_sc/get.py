@@ -11,13 +11,14 @@ import pandas as pd
 import xarray as xr
 
 from .io.fasta import FastaReference
-from .pp.haplotypes import reverse_complement
+from .pp.haplotypes import expand_reference_positions, reverse_complement
 from .store import open_haplotypes
 
 __all__ = [
     "fixed_length_haplotypes",
     "haplotype_store",
     "haplotypes",
+    "reference_positions",
     "sequences",
     "unique_haplotypes",
 ]
@@ -100,6 +101,40 @@ def unique_haplotypes(cohort: ad.AnnData, gene: str) -> pd.DataFrame:
     )
 
 
+def reference_positions(cohort: ad.AnnData, gene: str) -> xr.DataArray:
+    """Reference coordinate of every base of a gene's distinct haplotypes.
+
+    Returns
+    -------
+    ``int32`` DataArray ``(haplotype, position)`` aligned with
+    :func:`unique_haplotypes`: the 0-based reference coordinate each base was copied from
+    (gene orientation, so coordinates decrease along minus-strand genes), ``-1`` for bases
+    inserted by an indel and for padding. The store keeps this map run-length encoded
+    (``segment_*`` variables); this expands it.
+    """
+    ds = haplotype_store(cohort)
+    g, lo, hi = _gene_slice(ds, gene, cohort)
+    segment_haplotype = ds["segment_haplotype"].values
+    first, last = np.searchsorted(segment_haplotype, [lo, hi])
+    lengths = ds["haplotype_length"][lo:hi].values
+    step = -1 if str(ds["gene_strand"].values[g]) == "-" else 1
+    positions = expand_reference_positions(
+        hi - lo,
+        int(lengths.max()),
+        segment_haplotype[first:last] - lo,
+        ds["segment_offset"][first:last].values,
+        ds["segment_length"][first:last].values,
+        ds["segment_reference_start"][first:last].values,
+        step=step,
+    )
+    return xr.DataArray(
+        positions,
+        dims=("haplotype", "position"),
+        coords={"haplotype": np.arange(lo, hi)},
+        name="reference_position",
+    )
+
+
 def _sample_rows(cohort: ad.AnnData, samples: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
     names = list(cohort.obs_names)
     if samples is None:
@@ -178,7 +213,7 @@ def fixed_length_haplotypes(
     minus = info["strand"] == "-"
     anchor = int(info["end"]) - 1 - anchor_index if minus else int(info["start"]) + anchor_index
     codes = ds["sequence"][lo:hi].values
-    coords = ds["reference_position"][lo:hi].values
+    coords = reference_positions(cohort, gene).values
     lengths = ds["haplotype_length"][lo:hi].values
     fixed = np.full((hi - lo, length), ord(pad), dtype=np.uint8)
     for i in range(hi - lo):

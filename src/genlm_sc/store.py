@@ -158,15 +158,13 @@ class CohortStoreWriter:
                 fill_value=fill,
                 dimension_names=dims,
                 compressors=compressors,
+                # zarr's scan for all-fill chunks costs more than writing them
+                config={"write_empty_chunks": True},
             )
 
         ch, cp = chunk_haplotypes, chunk_positions
         self._sequence = _Appender(
             create("sequence", (0, 0), (ch, cp), "uint8", 0, ["haplotype", "position"]), 0
-        )
-        self._positions = _Appender(
-            create("reference_position", (0, 0), (ch, cp), "int32", -1, ["haplotype", "position"]),
-            0,
         )
         self._genotype = _Appender(
             create(
@@ -196,6 +194,12 @@ class CohortStoreWriter:
             "haplotype_length": [],
             "haplotype_count": [],
         }
+        self._per_segment: dict[str, list[np.ndarray]] = {
+            "segment_haplotype": [],
+            "segment_offset": [],
+            "segment_length": [],
+            "segment_reference_start": [],
+        }
         self._per_variant: dict[str, list] = {
             "variant_gene": [],
             "variant_position": [],
@@ -211,7 +215,11 @@ class CohortStoreWriter:
         g = self._n_genes_added
         n = len(haplotypes.lengths)
         self._sequence.append(haplotypes.sequences)
-        self._positions.append(haplotypes.reference_positions)
+        ps = self._per_segment
+        ps["segment_haplotype"].append(haplotypes.segment_haplotype + self._n_haplotypes)
+        ps["segment_offset"].append(haplotypes.segment_offset)
+        ps["segment_length"].append(haplotypes.segment_length)
+        ps["segment_reference_start"].append(haplotypes.segment_reference)
         self._assignment.append((haplotypes.assignment + self._n_haplotypes)[:, None, :])
         self._genotype.append(np.ascontiguousarray(alleles.transpose(1, 0, 2)))
         self._per_haplotype["haplotype_gene"].append(np.full(n, g, dtype=np.int32))
@@ -228,25 +236,40 @@ class CohortStoreWriter:
         self._n_haplotypes += n
         self._n_genes_added += 1
 
-    def finish(self, adata: ad.AnnData | None = None, *, attrs: Mapping | None = None) -> str:
+    def finish(
+        self,
+        adata: ad.AnnData | None = None,
+        *,
+        attrs: Mapping | None = None,
+        gene_variables: Mapping[str, np.ndarray] | None = None,
+    ) -> str:
         """Write the small arrays (and the AnnData), then put the store in place.
+
+        ``gene_variables`` are further per-gene arrays (e.g. ``gene_strand``).
 
         Returns the store location (a path, or ``memory://...``).
         """
         if self._n_genes_added != len(self.genes):
             raise RuntimeError(f"{self._n_genes_added} of {len(self.genes)} genes were added")
-        for appender in (self._sequence, self._positions, self._genotype, self._assignment):
+        for appender in (self._sequence, self._genotype, self._assignment):
             appender.close()
 
         def cat(parts, dtype):
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-        ph, pv, pg = self._per_haplotype, self._per_variant, self._per_gene
+        ph, pv, pg, ps = self._per_haplotype, self._per_variant, self._per_gene, self._per_segment
         small = xr.Dataset(
             {
                 "haplotype_gene": ("haplotype", cat(ph["haplotype_gene"], np.int32)),
                 "haplotype_length": ("haplotype", cat(ph["haplotype_length"], np.int32)),
                 "haplotype_count": ("haplotype", cat(ph["haplotype_count"], np.int32)),
+                "segment_haplotype": ("segment", cat(ps["segment_haplotype"], np.int32)),
+                "segment_offset": ("segment", cat(ps["segment_offset"], np.int32)),
+                "segment_length": ("segment", cat(ps["segment_length"], np.int32)),
+                "segment_reference_start": (
+                    "segment",
+                    cat(ps["segment_reference_start"], np.int64),
+                ),
                 "gene_first_haplotype": ("gene", np.asarray(pg["gene_first_haplotype"], np.int64)),
                 "gene_n_haplotypes": ("gene", np.asarray(pg["gene_n_haplotypes"], np.int32)),
                 "variant_gene": ("variant", cat(pv["variant_gene"], np.int32)),
@@ -262,6 +285,8 @@ class CohortStoreWriter:
             },
             attrs={"genlm_sc": {**_format_attrs(), **dict(attrs or {})}},
         )
+        for name, values in (gene_variables or {}).items():
+            small[name] = ("gene", np.asarray(values))
         with _quiet_zarr():
             small.to_zarr(
                 self._store, group="haplotypes", mode="a", zarr_format=3, consolidated=False

@@ -12,8 +12,8 @@ what that tool writes for the same window:
 * a REF that runs past the window end is clipped to the window, and so is an ALT longer
   than the clipped REF.
 
-Every output base carries the 0-based reference coordinate it came from; bases inserted by
-an indel carry ``-1``.
+Where each output base came from is written as segments: runs of bases that copy
+consecutive reference coordinates, and runs of inserted bases (reference ``-1``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,26 @@ import numba
 import numpy as np
 
 INSERTED = -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _extend(h, written, reference_start, count, seg_offset, seg_length, seg_reference, n, expected):
+    """Add ``count`` bases starting at ``reference_start`` (-1: inserted) to the segments."""
+    if count <= 0:
+        return n, expected
+    continues = n > 0 and (
+        (reference_start >= 0 and reference_start == expected)
+        or (reference_start < 0 and expected == INSERTED)
+    )
+    if continues:
+        seg_length[h, n - 1] += count
+    else:
+        seg_offset[h, n] = written
+        seg_length[h, n] = count
+        seg_reference[h, n] = reference_start
+        n += 1
+    expected = reference_start + count if reference_start >= 0 else INSERTED
+    return n, expected
 
 
 @numba.njit(cache=True, nogil=True)
@@ -37,9 +57,12 @@ def apply_variants(
     allele_bytes: np.ndarray,
     patterns: np.ndarray,
     out_sequence: np.ndarray,
-    out_position: np.ndarray,
     out_length: np.ndarray,
     out_skipped: np.ndarray,
+    seg_offset: np.ndarray,
+    seg_length: np.ndarray,
+    seg_reference: np.ndarray,
+    seg_count: np.ndarray,
 ) -> None:
     """Build one haplotype per row of ``patterns``.
 
@@ -63,12 +86,16 @@ def apply_variants(
         Whether each allele is an insertion or deletion in htslib's sense.
     patterns
         ``int8`` array ``(haplotype, record)`` of allele indices; ``<= 0`` keeps the reference.
-    out_sequence, out_position
-        ``(haplotype, capacity)`` outputs: bases and their reference coordinates.
+    out_sequence
+        ``(haplotype, capacity)`` output bases.
     out_length
         Number of bases written per haplotype.
     out_skipped
         Number of overlapping records skipped per haplotype.
+    seg_offset, seg_length, seg_reference, seg_count
+        ``(haplotype, max segments)`` outputs: where each segment starts in the haplotype,
+        how long it is and the reference coordinate of its first base (``-1``: inserted);
+        ``seg_count`` holds the number of segments per haplotype.
     """
     window_length = reference.shape[0]
     n_records = patterns.shape[1]
@@ -78,6 +105,8 @@ def apply_variants(
         frozen = -1  # last reference offset covered by an applied record
         previous_is_insertion = False
         skipped = 0
+        n = 0
+        expected = -2
         for j in range(n_records):
             allele = patterns[h, j]
             if allele <= 0:
@@ -101,26 +130,41 @@ def apply_variants(
                 ref_length = window_length - offset
                 if alt_length > ref_length:
                     alt_length = ref_length
-            if not anchored:
-                for i in range(cursor, offset):
-                    out_sequence[h, written] = reference[i]
-                    out_position[h, written] = window_start + i
-                    written += 1
+            if not anchored and offset > cursor:
+                out_sequence[h, written : written + offset - cursor] = reference[cursor:offset]
+                n, expected = _extend(
+                    h, written, window_start + cursor, offset - cursor,
+                    seg_offset, seg_length, seg_reference, n, expected,
+                )  # fmt: skip
+                written += offset - cursor
             first = 1 if anchored else 0
             for i in range(first, alt_length):
-                out_sequence[h, written] = allele_bytes[alt_begin + i]
-                out_position[h, written] = window_start + offset + i if i < ref_length else -1
-                written += 1
+                out_sequence[h, written + i - first] = allele_bytes[alt_begin + i]
+            substituted = min(alt_length, ref_length) - first
+            n, expected = _extend(
+                h, written, window_start + offset + first, substituted,
+                seg_offset, seg_length, seg_reference, n, expected,
+            )  # fmt: skip
+            inserted = alt_length - max(ref_length, first)
+            n, expected = _extend(
+                h, written + max(substituted, 0), INSERTED, inserted,
+                seg_offset, seg_length, seg_reference, n, expected,
+            )  # fmt: skip
+            written += max(alt_length - first, 0)
             if offset + ref_length > cursor:
                 cursor = offset + ref_length
             previous_is_insertion = alt_length > ref_length
             frozen = offset + ref_length - 1
-        for i in range(cursor, window_length):
-            out_sequence[h, written] = reference[i]
-            out_position[h, written] = window_start + i
-            written += 1
+        if window_length > cursor:
+            out_sequence[h, written : written + window_length - cursor] = reference[cursor:]
+            n, expected = _extend(
+                h, written, window_start + cursor, window_length - cursor,
+                seg_offset, seg_length, seg_reference, n, expected,
+            )  # fmt: skip
+            written += window_length - cursor
         out_length[h] = written
         out_skipped[h] = skipped
+        seg_count[h] = n
 
 
 def is_indel(ref: str, alt: str) -> bool:
@@ -146,3 +190,18 @@ def is_indel(ref: str, alt: str) -> bool:
     if ref_end == r:
         return ref[ref_end] == alt[alt_end]
     return False
+
+
+@numba.njit(cache=True, nogil=True)
+def reverse_complement_rows(sequences: np.ndarray, lengths: np.ndarray, table: np.ndarray) -> None:
+    """Reverse-complement the first ``lengths[i]`` bases of each row, in place."""
+    for i in range(sequences.shape[0]):
+        lo, hi = 0, lengths[i] - 1
+        while lo < hi:
+            a, b = sequences[i, lo], sequences[i, hi]
+            sequences[i, lo] = table[b]
+            sequences[i, hi] = table[a]
+            lo += 1
+            hi -= 1
+        if lo == hi:
+            sequences[i, lo] = table[sequences[i, lo]]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..io.errors import InputFileError
 from ..io.vcf import VariantBlock
-from ._consensus import apply_variants, is_indel
+from ._consensus import apply_variants, is_indel, reverse_complement_rows
 
 UnphasedPolicy = Literal["error", "as_listed", "random", "reference"]
 MissingPolicy = Literal["reference", "error"]
@@ -33,25 +33,73 @@ class WindowHaplotypes:
     ----------
     sequences
         ``uint8`` ASCII ``(haplotype, position)``, in gene orientation, zero-padded.
-    reference_positions
-        ``int32`` ``(haplotype, position)``: 0-based reference coordinate of each base,
-        ``-1`` for inserted bases and padding.
     lengths
         Number of bases of each haplotype.
     counts
-        How many person-haplotypes carry each haplotype.
+        How many person-haplotypes carry each haplotype (haplotypes are ordered by it,
+        most frequent first).
     assignment
         ``int32`` ``(sample, 2)``: index of each person's two haplotypes.
+    segment_haplotype, segment_offset, segment_length, segment_reference
+        Where each base came from, run-length encoded in gene orientation: segment ``k``
+        covers bases ``segment_offset[k]`` to ``segment_offset[k] + segment_length[k] - 1``
+        of haplotype ``segment_haplotype[k]``; they copy reference coordinates
+        ``segment_reference[k]``, ``+ step``, ``+ 2 step`` ... (``step`` is ``+1`` on the plus
+        strand and ``-1`` on the minus strand), or are inserted bases when
+        ``segment_reference[k] == -1``. See :func:`expand_reference_positions`.
     n_skipped_overlaps
         Person-haplotype records skipped because they overlap an applied record.
     """
 
     sequences: np.ndarray
-    reference_positions: np.ndarray
     lengths: np.ndarray
     counts: np.ndarray
     assignment: np.ndarray
+    segment_haplotype: np.ndarray
+    segment_offset: np.ndarray
+    segment_length: np.ndarray
+    segment_reference: np.ndarray
     n_skipped_overlaps: int
+
+    def reference_positions(self, step: int = 1) -> np.ndarray:
+        """Per-base reference coordinates ``(haplotype, position)``; ``-1`` where inserted."""
+        return expand_reference_positions(
+            len(self.lengths),
+            self.sequences.shape[1],
+            self.segment_haplotype,
+            self.segment_offset,
+            self.segment_length,
+            self.segment_reference,
+            step=step,
+        )
+
+
+def expand_reference_positions(
+    n_haplotypes: int,
+    width: int,
+    segment_haplotype: np.ndarray,
+    segment_offset: np.ndarray,
+    segment_length: np.ndarray,
+    segment_reference: np.ndarray,
+    *,
+    step: int = 1,
+) -> np.ndarray:
+    """Expand reference-coordinate segments into an ``int32`` ``(haplotype, width)`` map.
+
+    Bases inserted by an indel, and padding past a haplotype's end, get ``-1``.
+    """
+    out = np.full((n_haplotypes, width), -1, dtype=np.int32)
+    total = int(np.sum(segment_length))
+    if not total:
+        return out
+    owner = np.repeat(np.arange(len(segment_length)), segment_length)
+    within = np.arange(total) - np.repeat(
+        np.cumsum(segment_length) - segment_length, segment_length
+    )
+    start = segment_reference[owner]
+    values = np.where(start >= 0, start + step * within, -1)
+    out[segment_haplotype[owner], segment_offset[owner] + within] = values
+    return out
 
 
 @dataclass
@@ -200,7 +248,7 @@ def build_window_haplotypes(
     by_haplotype = alleles.reshape(n_records, n_samples * 2).T
     carried = by_haplotype.any(axis=0)
     by_haplotype = np.ascontiguousarray(by_haplotype[:, carried])
-    offsets = block.positions[carried] - window_start
+    offsets = (block.positions[carried] - window_start).astype(np.int64)
     refs = [r for r, c in zip(block.refs, carried, strict=True) if c]
     alts = [a for a, c in zip(block.alts, carried, strict=True) if c]
     if by_haplotype.shape[1]:
@@ -209,93 +257,125 @@ def build_window_haplotypes(
         patterns = np.zeros((1, 0), dtype=np.int8)
         inverse = np.zeros(n_samples * 2, dtype=np.int64)
         counts = np.array([n_samples * 2])
-    inverse = inverse.reshape(-1)
+    order = np.argsort(-counts, kind="stable")
+    patterns, counts = patterns[order], counts[order]
+    inverse = _rank(order)[inverse]
     pointer, starts, lengths, indel, allele_bytes = _allele_tables(refs, alts)
     ref_lengths = np.array([len(r) for r in refs], dtype=np.int64)
-    growth = 0
-    for j in range(len(refs)):
-        longest = lengths[pointer[j] + 1 : pointer[j] + 1 + len(alts[j])].max(initial=0)
-        growth += max(0, int(longest) - int(ref_lengths[j]))
-    capacity = len(reference) + growth
-    n = len(patterns)
-    sequences = np.zeros((n, capacity), dtype=np.uint8)
-    positions = np.full((n, capacity), -1, dtype=np.int32)
+    growth = sum(
+        max(0, int(lengths[pointer[j] + 1 : pointer[j] + 1 + len(alts[j])].max(initial=0)) - len(r))
+        for j, r in enumerate(refs)
+    )
+    n, max_segments = len(patterns), 3 * len(refs) + 2
+    sequences = np.zeros((n, len(reference) + growth), dtype=np.uint8)
     out_length = np.zeros(n, dtype=np.int64)
     skipped = np.zeros(n, dtype=np.int64)
+    seg_offset = np.zeros((n, max_segments), dtype=np.int64)
+    seg_length = np.zeros((n, max_segments), dtype=np.int64)
+    seg_reference = np.zeros((n, max_segments), dtype=np.int64)
+    seg_count = np.zeros(n, dtype=np.int64)
     apply_variants(
-        reference,
-        window_start,
-        offsets.astype(np.int64),
-        ref_lengths,
-        pointer,
-        starts,
-        lengths,
-        indel,
-        allele_bytes,
-        patterns,
-        sequences,
-        positions,
-        out_length,
-        skipped,
+        reference, window_start, offsets, ref_lengths, pointer, starts, lengths, indel,
+        allele_bytes, patterns, sequences, out_length, skipped,
+        seg_offset, seg_length, seg_reference, seg_count,
+    )  # fmt: skip
+    sequences = sequences[:, : int(out_length.max())]
+    valid = np.arange(max_segments)[None, :] < seg_count[:, None]
+    segments = (
+        np.nonzero(valid)[0],
+        seg_offset[valid],
+        seg_length[valid],
+        seg_reference[valid],
     )
     n_skipped = int((skipped * counts).sum())
-    sequences, positions, out_length, counts, inverse = _merge_identical(
-        sequences, positions, out_length, counts, inverse
-    )
-    order = np.lexsort((np.arange(len(counts)), -counts))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    sequences, positions, out_length, counts = (
-        sequences[order],
-        positions[order],
-        out_length[order],
-        counts[order],
-    )
-    inverse = rank[inverse]
-    width = int(out_length.max())
-    sequences, positions = sequences[:, :width], positions[:, :width]
+    if skipped.any() or _alleles_may_coincide(refs, alts, offsets, lengths):
+        sequences, out_length, counts, inverse, segments = _merge_identical(
+            sequences, out_length, counts, inverse, segments
+        )
     if strand == "-":
-        sequences, positions = _reverse_complement_rows(sequences, positions, out_length)
+        sequences, segments = _reverse_complement(sequences, out_length, segments)
     return WindowHaplotypes(
         sequences=sequences,
-        reference_positions=positions,
         lengths=out_length.astype(np.int32),
         counts=counts.astype(np.int32),
         assignment=inverse.reshape(n_samples, 2).astype(np.int32),
+        segment_haplotype=segments[0].astype(np.int32),
+        segment_offset=segments[1].astype(np.int32),
+        segment_length=segments[2].astype(np.int32),
+        segment_reference=segments[3].astype(np.int64),
         n_skipped_overlaps=n_skipped,
     )
 
 
-def _merge_identical(sequences, positions, lengths, counts, inverse):
-    """Merge allele patterns that produce the same sequence (and coordinates)."""
+def _rank(order: np.ndarray) -> np.ndarray:
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank
+
+
+def _alleles_may_coincide(refs, alts, offsets, lengths) -> bool:
+    """Whether two different allele patterns could give the same sequence.
+
+    They can only when some allele is never applied (symbolic, ``*``), equals its REF, or
+    when records share a position; otherwise every pattern is its own sequence.
+    """
+    if (lengths < 0).any() or len(np.unique(offsets)) != len(offsets):
+        return True
+    return any(ref.upper() == alt.upper() for ref, alt_list in zip(refs, alts, strict=True)
+               for alt in alt_list)  # fmt: skip
+
+
+def _merge_identical(sequences, lengths, counts, inverse, segments):
+    """Merge allele patterns that produce the same bases from the same coordinates."""
+    haplotype, offset, length, reference = segments
     keys: dict[bytes, int] = {}
-    keep: list[int] = []
     remap = np.empty(len(sequences), dtype=np.int64)
+    bounds = np.searchsorted(haplotype, np.arange(len(sequences) + 1))
     for i in range(len(sequences)):
-        n = lengths[i]
-        key = sequences[i, :n].tobytes() + positions[i, :n].tobytes()
-        j = keys.setdefault(key, len(keep))
-        if j == len(keep):
-            keep.append(i)
-        remap[i] = j
-    if len(keep) == len(sequences):
-        return sequences, positions, lengths, counts, inverse
-    keep_index = np.asarray(keep)
-    merged_counts = np.bincount(remap, weights=counts, minlength=len(keep)).astype(np.int64)
+        lo, hi = bounds[i], bounds[i + 1]
+        key = (
+            sequences[i, : lengths[i]].tobytes()
+            + offset[lo:hi].tobytes()
+            + length[lo:hi].tobytes()
+            + reference[lo:hi].tobytes()
+        )
+        remap[i] = keys.setdefault(key, len(keys))
+    if len(keys) == len(sequences):
+        return sequences, lengths, counts, inverse, segments
+    merged_counts = np.bincount(remap, weights=counts, minlength=len(keys)).astype(np.int64)
+    first = np.unique(remap, return_index=True)[1]
+    order = np.argsort(-merged_counts, kind="stable")
+    rank = _rank(order)
+    keep = first[order]
+    position = np.full(len(sequences), -1)
+    position[keep] = np.arange(len(keep))
+    kept_segment = position[haplotype] >= 0
+    new_haplotype = position[haplotype][kept_segment]
+    segment_order = np.lexsort((offset[kept_segment], new_haplotype))
+    segments = tuple(
+        array[segment_order]
+        for array in (
+            new_haplotype,
+            offset[kept_segment],
+            length[kept_segment],
+            reference[kept_segment],
+        )
+    )
     return (
-        sequences[keep_index],
-        positions[keep_index],
-        lengths[keep_index],
-        merged_counts,
-        remap[inverse],
+        sequences[keep],
+        lengths[keep],
+        merged_counts[order],
+        rank[remap[inverse]],
+        segments,
     )
 
 
-def _reverse_complement_rows(sequences, positions, lengths):
-    """Reverse-complement each row's first ``lengths[i]`` bases, keeping the padding last."""
-    out_seq = np.zeros_like(sequences)
-    out_pos = np.full_like(positions, -1)
-    for i, n in enumerate(lengths):
-        out_seq[i, :n] = reverse_complement(sequences[i, :n])
-        out_pos[i, :n] = positions[i, :n][::-1]
-    return out_seq, out_pos
+def _reverse_complement(sequences, lengths, segments):
+    """Reverse-complement each haplotype (padding stays at the end) and its segments."""
+    out = np.ascontiguousarray(sequences)
+    reverse_complement_rows(out, lengths, _COMPLEMENT)
+    haplotype, offset, length, reference = segments
+    new_offset = lengths[haplotype] - offset - length
+    new_reference = np.where(reference >= 0, reference + length - 1, -1)
+    order = np.lexsort((new_offset, haplotype))
+    return out, (haplotype[order], new_offset[order], length[order], new_reference[order])

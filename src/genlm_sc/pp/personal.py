@@ -180,7 +180,15 @@ def personal_sequences(
             unphased=unphased, missing=missing, ref_mismatch=ref_mismatch, seed=seed,
         )  # fmt: skip
         cohort.uns["gl"]["store"] = writer.location
-        writer.finish(cohort if store is not None else None)
+        writer.finish(
+            cohort if store is not None else None,
+            gene_variables={
+                "gene_chrom": obs["chrom"].to_numpy(dtype=object),
+                "gene_window_start": obs["start"].to_numpy(dtype=np.int64),
+                "gene_window_end": obs["end"].to_numpy(dtype=np.int64),
+                "gene_strand": obs["strand"].to_numpy(dtype=object),
+            },
+        )
     except BaseException:
         writer.abort()
         raise
