@@ -68,3 +68,43 @@ def test_reference_haplotype_equals_window(cohort, gene):
     reference = gl.get.sequences(cohort)[cohort.var.index[cohort.var["gene_name"] == gene][0]]
     table = gl.get.unique_haplotypes(cohort, gene)
     assert reference in set(table["sequence"])
+
+
+def test_doubling_the_people_does_not_add_haplotypes(example, tmp_path):
+    """Cost follows distinct haplotypes: the same people twice build nothing new."""
+    import gzip
+
+    import pysam
+
+    lines = gzip.open(example.vcf, "rt").read().splitlines()
+    doubled = []
+    for line in lines:
+        if line.startswith("##"):
+            doubled.append(line)
+            continue
+        fields = line.split("\t")
+        if line.startswith("#CHROM"):
+            copies = [f"{s}_copy" for s in fields[9:]]
+            doubled.append("\t".join(fields + copies))
+        elif 1_340_000 <= int(fields[1]) <= 1_480_000:
+            doubled.append("\t".join(fields + fields[9:]))
+    text = tmp_path / "doubled.vcf"
+    text.write_text("\n".join(doubled) + "\n")
+    vcf = tmp_path / "doubled.vcf.gz"
+    pysam.tabix_compress(str(text), str(vcf))
+    pysam.tabix_index(str(vcf), preset="vcf")
+    genes = ["FKBP1A", "NSFL1C", "SIRPB2"]
+    panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=4096, genes=genes)
+    once = gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel,
+                                    unphased="as_listed")  # fmt: skip
+    twice = gl.pp.personal_sequences(vcf, fasta=example.fasta, genes=panel, unphased="as_listed")
+    assert twice.n_obs == 2 * once.n_obs
+    assert (twice.var["n_haplotypes"] == once.var["n_haplotypes"]).all()
+    ds_once, ds_twice = gl.get.haplotype_store(once), gl.get.haplotype_store(twice)
+    assert ds_twice.sizes["haplotype"] == ds_once.sizes["haplotype"]
+    assert (ds_twice["haplotype_count"].values == 2 * ds_once["haplotype_count"].values).all()
+    for gene in genes:
+        first = gl.get.haplotypes(twice, gene)
+        original = first.loc[once.obs_names]
+        copies = first.loc[[f"{s}_copy" for s in once.obs_names]]
+        assert (original.to_numpy() == copies.to_numpy()).all()

@@ -31,7 +31,6 @@ import zarr
 FORMAT_NAME = "genlm_sc.cohort"
 FORMAT_VERSION = 1
 _MEMORY_PREFIX = "memory://"
-_MEMORY_STORES: dict[str, zarr.storage.MemoryStore] = {}
 _OPEN_DATASETS: dict[str, xr.Dataset] = {}
 
 
@@ -98,11 +97,55 @@ class _Appender:
         self._flush(final=True)
 
 
+class _MemoryAppender:
+    """Collect blocks in memory; :meth:`close` joins them into one array (``.data``)."""
+
+    def __init__(self, axis: int, fill: Any, dtype: str):
+        self.axis, self.fill, self.dtype = axis, fill, dtype
+        self.blocks: list[np.ndarray] = []
+        self.data: np.ndarray | None = None
+
+    def append(self, block: np.ndarray) -> None:
+        self.blocks.append(block)
+
+    def close(self) -> None:
+        if not self.blocks:
+            self.data = np.zeros((0, 0), dtype=self.dtype)
+            return
+        width = [max(b.shape[d] for b in self.blocks) for d in range(self.blocks[0].ndim)]
+        width[self.axis] = sum(b.shape[self.axis] for b in self.blocks)
+        self.data = np.full(width, self.fill, dtype=self.dtype)
+        at = 0
+        for block in self.blocks:
+            index = [slice(0, n) for n in block.shape]
+            index[self.axis] = slice(at, at + block.shape[self.axis])
+            self.data[tuple(index)] = block
+            at += block.shape[self.axis]
+        self.blocks = []
+
+
 def _pad_to(block: np.ndarray, width: list[int], axis: int, fill: Any) -> np.ndarray:
     pad = [(0, 0 if d == axis else width[d] - block.shape[d]) for d in range(block.ndim)]
     if any(p[1] for p in pad):
         return np.pad(block, pad, constant_values=fill)
     return block
+
+
+def default_chunks(
+    n_samples: int,
+    *,
+    haplotypes: int = 256,
+    positions: int = 8192,
+    variants: int = 2048,
+    genes: int = 32,
+) -> dict[str, tuple[int, ...]]:
+    """Chunk shapes of the large arrays of a cohort store."""
+    sample_chunk = min(n_samples, 4096) or 1
+    return {
+        "sequence": (haplotypes, positions),
+        "genotype": (sample_chunk, variants, 2),
+        "sample_haplotype": (sample_chunk, genes, 2),
+    }
 
 
 class CohortStoreWriter:
@@ -130,64 +173,58 @@ class CohortStoreWriter:
         chunk_genes: int = 32,
     ):
         self.final_path = None if path is None else Path(path).absolute()
+        self.samples, self.genes = samples, genes
+        n_samples = len(samples)
+        chunks = default_chunks(
+            n_samples,
+            haplotypes=chunk_haplotypes,
+            positions=chunk_positions,
+            variants=chunk_variants,
+            genes=chunk_genes,
+        )
+        big = {  # name: (dims, empty shape, chunks, dtype, fill, axis along which genes append)
+            "sequence": (["haplotype", "position"], (0, 0), chunks["sequence"], "uint8", 0, 0),
+            "genotype": (
+                ["sample", "variant", "ploidy"], (n_samples, 0, 2), chunks["genotype"],
+                "int8", -1, 1,
+            ),
+            "sample_haplotype": (
+                ["sample", "gene", "ploidy"], (n_samples, 0, 2), chunks["sample_haplotype"],
+                "int32", -1, 1,
+            ),
+        }  # fmt: skip
+        self._dims = {name: spec[0] for name, spec in big.items()}
         if self.final_path is None:
+            # In memory the arrays stay numpy: no chunking or encoding to pay for.
             self.location = _MEMORY_PREFIX + uuid.uuid4().hex
-            self._store: Any = zarr.storage.MemoryStore()
+            self._store: Any = None
+            self._big: dict[str, Any] = {
+                name: _MemoryAppender(axis, fill, dtype)
+                for name, (_, _, _, dtype, fill, axis) in big.items()
+            }
         else:
             self.final_path.parent.mkdir(parents=True, exist_ok=True)
             self._store = self.final_path.with_name(
                 f".{self.final_path.name}.partial-{uuid.uuid4().hex[:8]}"
             )
             self.location = os.fspath(self.final_path)
-        self.samples, self.genes = samples, genes
-        with _quiet_zarr():
-            self.root = zarr.open_group(self._store, mode="w", zarr_format=3)
-            self.root.attrs["genlm_sc"] = _format_attrs()
-            group = self.root.create_group("haplotypes")
-        n_samples = len(samples)
-
-        # In memory, compression costs time and saves nothing worth having.
-        compressors = None if self.final_path is None else "auto"
-
-        def create(name, shape, chunks, dtype, fill, dims):
-            return group.create_array(
-                name,
-                shape=shape,
-                chunks=chunks,
-                dtype=dtype,
-                fill_value=fill,
-                dimension_names=dims,
-                compressors=compressors,
-                # zarr's scan for all-fill chunks costs more than writing them
-                config={"write_empty_chunks": True},
-            )
-
-        ch, cp = chunk_haplotypes, chunk_positions
-        self._sequence = _Appender(
-            create("sequence", (0, 0), (ch, cp), "uint8", 0, ["haplotype", "position"]), 0
-        )
-        self._genotype = _Appender(
-            create(
-                "genotype",
-                (n_samples, 0, 2),
-                (min(n_samples, 4096) or 1, chunk_variants, 2),
-                "int8",
-                -1,
-                ["sample", "variant", "ploidy"],
-            ),
-            1,
-        )
-        self._assignment = _Appender(
-            create(
-                "sample_haplotype",
-                (n_samples, 0, 2),
-                (min(n_samples, 4096) or 1, chunk_genes, 2),
-                "int32",
-                -1,
-                ["sample", "gene", "ploidy"],
-            ),
-            1,
-        )
+            with _quiet_zarr():
+                root = zarr.open_group(self._store, mode="w", zarr_format=3)
+                root.attrs["genlm_sc"] = _format_attrs()
+                group = root.create_group("haplotypes")
+            self._big = {}
+            for name, (dims, shape, chunks, dtype, fill, axis) in big.items():
+                array = group.create_array(
+                    name,
+                    shape=shape,
+                    chunks=chunks,
+                    dtype=dtype,
+                    fill_value=fill,
+                    dimension_names=dims,
+                    # zarr's scan for all-fill chunks costs more than writing them
+                    config={"write_empty_chunks": True},
+                )
+                self._big[name] = _Appender(array, axis)
         self._n_haplotypes = 0
         self._per_haplotype: dict[str, list[np.ndarray]] = {
             "haplotype_gene": [],
@@ -214,14 +251,15 @@ class CohortStoreWriter:
         """Append one gene's haplotypes, person map and variants (genes in order)."""
         g = self._n_genes_added
         n = len(haplotypes.lengths)
-        self._sequence.append(haplotypes.sequences)
+        self._big["sequence"].append(haplotypes.sequences)
         ps = self._per_segment
         ps["segment_haplotype"].append(haplotypes.segment_haplotype + self._n_haplotypes)
         ps["segment_offset"].append(haplotypes.segment_offset)
         ps["segment_length"].append(haplotypes.segment_length)
         ps["segment_reference_start"].append(haplotypes.segment_reference)
-        self._assignment.append((haplotypes.assignment + self._n_haplotypes)[:, None, :])
-        self._genotype.append(np.ascontiguousarray(alleles.transpose(1, 0, 2)))
+        assignment = (haplotypes.assignment + self._n_haplotypes)[:, None, :]
+        self._big["sample_haplotype"].append(assignment)
+        self._big["genotype"].append(np.ascontiguousarray(alleles.transpose(1, 0, 2)))
         self._per_haplotype["haplotype_gene"].append(np.full(n, g, dtype=np.int32))
         self._per_haplotype["haplotype_length"].append(haplotypes.lengths)
         self._per_haplotype["haplotype_count"].append(haplotypes.counts)
@@ -251,7 +289,7 @@ class CohortStoreWriter:
         """
         if self._n_genes_added != len(self.genes):
             raise RuntimeError(f"{self._n_genes_added} of {len(self.genes)} genes were added")
-        for appender in (self._sequence, self._genotype, self._assignment):
+        for appender in self._big.values():
             appender.close()
 
         def cat(parts, dtype):
@@ -287,6 +325,11 @@ class CohortStoreWriter:
         )
         for name, values in (gene_variables or {}).items():
             small[name] = ("gene", np.asarray(values))
+        if self.final_path is None:
+            for name, appender in self._big.items():
+                small[name] = (self._dims[name], appender.data)
+            _OPEN_DATASETS[self.location] = small
+            return self.location
         with _quiet_zarr():
             small.to_zarr(
                 self._store, group="haplotypes", mode="a", zarr_format=3, consolidated=False
@@ -294,16 +337,13 @@ class CohortStoreWriter:
             if adata is not None:
                 _write_anndata(self._store, adata)
             zarr.consolidate_metadata(self._store)
-        if self.final_path is None:
-            _MEMORY_STORES[self.location] = self._store
-            return self.location
         _swap_into_place(Path(self._store), self.final_path)
         _OPEN_DATASETS.pop(self.location, None)
         return self.location
 
     def abort(self) -> None:
         """Remove what was written; an existing store at the target is untouched."""
-        if self.final_path is not None:
+        if self._store is not None:
             shutil.rmtree(self._store, ignore_errors=True)
 
 
@@ -336,19 +376,20 @@ def store_location(adata: ad.AnnData) -> str:
 
 def open_haplotypes(adata: ad.AnnData) -> xr.Dataset:
     """The haplotype Dataset of a cohort, lazily (dask arrays) from its Zarr store."""
-    location = store_location(adata)
+    return open_haplotypes_at(store_location(adata))
+
+
+def open_haplotypes_at(location: str) -> xr.Dataset:
+    """The haplotype Dataset at a store location (a path or ``memory://...``)."""
     if location in _OPEN_DATASETS:
         return _OPEN_DATASETS[location]
     if location.startswith(_MEMORY_PREFIX):
-        if location not in _MEMORY_STORES:
-            raise KeyError(
-                f"the in-memory store {location} is gone (it lives only in the session that "
-                "built it); write cohorts with gl.write to keep them"
-            )
-        store: Any = _MEMORY_STORES[location]
-    else:
-        store = _resolve_path(Path(location))
-        check_format(store)
+        raise KeyError(
+            f"the in-memory haplotypes {location} are gone (they live only in the Python "
+            "session that built them); write cohorts with gl.write to keep them"
+        )
+    store = _resolve_path(Path(location))
+    check_format(store)
     with _quiet_zarr():
         ds = xr.open_zarr(store, group="haplotypes", consolidated=False)
     _OPEN_DATASETS[location] = ds
@@ -423,10 +464,23 @@ def write(adata: ad.AnnData, path: str | os.PathLike) -> None:
 def _copy_haplotypes(source: str, destination: Path) -> None:
     """Copy the ``haplotypes`` group of a store (hard links where the filesystem allows)."""
     if source.startswith(_MEMORY_PREFIX):
-        memory = _MEMORY_STORES[source]
-        src = zarr.open_group(memory, mode="r")
-        dst = zarr.open_group(destination, mode="a")
-        _copy_group(src["haplotypes"], dst.require_group("haplotypes"))
+        ds = open_haplotypes_at(source)
+        encoding = {
+            name: {
+                "chunks": tuple(
+                    min(c, max(n, 1)) for c, n in zip(chunk, ds[name].shape, strict=True)
+                )
+            }
+            for name, chunk in default_chunks(ds.sizes["sample"]).items()
+        }
+        ds.to_zarr(
+            destination,
+            group="haplotypes",
+            mode="a",
+            zarr_format=3,
+            consolidated=False,
+            encoding=encoding,
+        )
         return
     src_path = _resolve_path(Path(source)) / "haplotypes"
     try:
@@ -434,22 +488,6 @@ def _copy_haplotypes(source: str, destination: Path) -> None:
     except OSError:
         shutil.rmtree(destination / "haplotypes", ignore_errors=True)
         shutil.copytree(src_path, destination / "haplotypes")
-
-
-def _copy_group(src: zarr.Group, dst: zarr.Group) -> None:
-    dst.attrs.update(dict(src.attrs))
-    for name, array in src.arrays():
-        out = dst.create_array(
-            name,
-            shape=array.shape,
-            chunks=array.chunks,
-            dtype=array.dtype,
-            fill_value=array.fill_value,
-            dimension_names=array.metadata.dimension_names,
-        )
-        out.attrs.update(dict(array.attrs))
-        if array.size:
-            out[...] = array[...]
 
 
 def read(path: str | os.PathLike) -> ad.AnnData:
