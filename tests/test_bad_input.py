@@ -628,3 +628,22 @@ def test_missing_genotype_default_keeps_reference(small, tmp_path):
         progress=False,
     )
     haplotypes_equal(cohort, expected)
+
+
+def test_window_groups_are_bounded():
+    """Dense genes never make one huge VCF region (memory stays bounded)."""
+    import pandas as pd
+
+    from genlm_sc.pp.personal import _clusters
+
+    starts = np.arange(0, 5_000_000, 2_000)
+    obs = pd.DataFrame(
+        {"chrom": "20", "start": starts, "end": starts + 4096},
+        index=[f"g{i}" for i in range(len(starts))],
+    )
+    spans = _clusters(obs, max_span=1_000_000)
+    for gene, (_, lo, hi) in spans.items():
+        start = obs.loc[gene, "start"]
+        assert lo <= start and start + 4096 <= hi
+        assert hi - lo <= 1_000_000 + 2 * 4096
+    assert len(set(spans.values())) >= 5

@@ -15,15 +15,23 @@ import os
 import re
 import warnings
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
 from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
 
 from .errors import InputFileError
+from .files import (
+    as_int64,
+    existing_file,
+    is_gzip,
+    numbered_lines,
+    open_text,
+    read_errors,
+    row_record,
+)
 
 __all__ = ["ANNOTATION_COLUMNS", "read_annotation"]
 
@@ -148,164 +156,6 @@ def read_annotation(
     if genes is not None:
         table = _select_genes(table, genes, path, everything=everything)
     return table
-
-
-# --------------------------------------------------------------------------------------
-# File helpers (also used by the expression readers)
-# --------------------------------------------------------------------------------------
-
-
-def existing_file(source: str | os.PathLike[str]) -> Path:
-    """Return ``source`` as a :class:`~pathlib.Path`, refusing a missing file or a folder.
-
-    Parameters
-    ----------
-    source
-        The path to check.
-
-    Returns
-    -------
-    pathlib.Path
-        The same path.
-
-    Raises
-    ------
-    InputFileError
-        If nothing is there, or it is a folder.
-    """
-    path = Path(source)
-    if not path.exists():
-        raise InputFileError(path, "no such file")
-    if path.is_dir():
-        raise InputFileError(path, "is a folder, not a file")
-    return path
-
-
-def is_gzip(path: Path) -> bool:
-    """Whether the file starts with the gzip magic bytes.
-
-    Parameters
-    ----------
-    path
-        The file.
-
-    Returns
-    -------
-    bool
-        True for a gzip (or bgzip) file.
-    """
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
-
-
-def open_text(path: Path) -> TextIO:
-    """Open a plain or gzip-compressed text file (told apart by content, not by name).
-
-    Parameters
-    ----------
-    path
-        The file.
-
-    Returns
-    -------
-    TextIO
-        A text handle; close it after use.
-    """
-    if is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-@contextlib.contextmanager
-def read_errors(path: Path) -> Iterator[None]:
-    """Turn decompression and decoding failures inside the block into :class:`InputFileError`.
-
-    Parameters
-    ----------
-    path
-        The file being read, for the message.
-
-    Yields
-    ------
-    None
-    """
-    try:
-        yield
-    except EOFError as err:
-        raise InputFileError(path, f"the gzip stream is truncated ({err})") from err
-    except (zlib.error, gzip.BadGzipFile) as err:
-        raise InputFileError(path, f"the gzip stream is corrupt ({err})") from err
-    except UnicodeDecodeError as err:
-        raise InputFileError(path, f"not a UTF-8 text file ({err})") from err
-
-
-def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line number, line without its line ending)``, numbering from 1.
-
-    Parameters
-    ----------
-    path
-        A plain or gzip-compressed text file.
-
-    Yields
-    ------
-    tuple of int and str
-    """
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            yield number, line.rstrip("\r\n")
-
-
-def as_int64(
-    values: pd.Series, *, what: str, where: pd.Series | None, path: Path | None
-) -> pd.Series:
-    """Convert a column of whole numbers (as numbers or text) to int64.
-
-    Parameters
-    ----------
-    values
-        The column.
-    what
-        Its name, for the message.
-    where
-        For each row, the record it came from (``"line 12"``), for the message; ``None`` to
-        name rows by their position.
-    path
-        The file, for the message.
-
-    Returns
-    -------
-    pandas.Series
-        The values as int64.
-
-    Raises
-    ------
-    InputFileError
-        Naming the first value that is not a whole number.
-    """
-    if pd.api.types.is_integer_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        return values.astype("int64")
-    if pd.api.types.is_float_dtype(values):
-        good = values.notna() & np.isfinite(values) & (values % 1 == 0)
-        if good.all():
-            return values.astype("int64")
-    else:
-        with contextlib.suppress(ValueError, TypeError, OverflowError):
-            return values.astype(str).astype("int64")
-        good = values.astype(str).str.strip().str.fullmatch(r"[+-]?\d+").fillna(False)
-        if good.all():  # e.g. beyond the int64 range
-            good = pd.Series(False, index=values.index)
-    row = int(np.flatnonzero(~good.to_numpy(dtype=bool))[0])
-    record = _place(where, row) if where is not None else f"row {row + 1}"
-    raise InputFileError(path, f"{what} {values.iloc[row]!r} is not a whole number", record=record)
-
-
-def _place(where: pd.Series, row: int) -> str:
-    """Describe the record of row ``row``: ``"line 12"`` for a line number, else as given."""
-    value = where.iloc[row]
-    if isinstance(value, int | np.integer):
-        return f"line {value}"
-    return str(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -739,7 +589,7 @@ def _text_column(
     missing = values == ""
     if required and missing.any():
         row = int(np.flatnonzero(missing.to_numpy())[0])
-        raise InputFileError(path, f"empty {name}", record=_place(where, row))
+        raise InputFileError(path, f"empty {name}", record=row_record(where, row))
     return values.astype(object)
 
 
@@ -757,7 +607,7 @@ def _check_coordinates(
     if negative.any():
         row = int(np.flatnonzero(negative.to_numpy())[0])
         raise InputFileError(
-            path, f"negative 0-based start {start.iloc[row]}", record=_place(where, row)
+            path, f"negative 0-based start {start.iloc[row]}", record=row_record(where, row)
         )
     empty = start >= end
     if empty.any():
@@ -766,7 +616,7 @@ def _check_coordinates(
             path,
             f"start {start.iloc[row]} is not before end {end.iloc[row]} "
             "(coordinates are 0-based, half-open)",
-            record=_place(where, row),
+            record=row_record(where, row),
         )
 
 
@@ -777,7 +627,7 @@ def _check_strand(strand: pd.Series, where: pd.Series, path: Path | None) -> Non
         raise InputFileError(
             path,
             f"strand {strand.iloc[row]!r}: need '+' or '-' to place the TSS",
-            record=_place(where, row),
+            record=row_record(where, row),
         )
 
 
@@ -786,7 +636,7 @@ def _check_unique(gene_id: pd.Series, where: pd.Series, path: Path | None) -> No
     if not doubled.any():
         return
     ids = pd.unique(gene_id[doubled])
-    places = [_place(where, row) for row in np.flatnonzero((gene_id == ids[0]).to_numpy())]
+    places = [row_record(where, row) for row in np.flatnonzero((gene_id == ids[0]).to_numpy())]
     raise InputFileError(
         path,
         f"{len(ids)} duplicate gene id(s): {_shown(ids)} ({ids[0]} at {', '.join(places)}); "
@@ -809,7 +659,7 @@ def _check_tss(given: pd.Series, expected: pd.Series, where: pd.Series, path: Pa
         f"tss {given.iloc[row]} disagrees with strand and coordinates, which give "
         f"{expected.iloc[row]} (start on '+', end - 1 on '-'); "
         f"{int(wrong.sum())} row(s) disagree{hint}",
-        record=_place(where, row),
+        record=row_record(where, row),
     )
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .annotation import as_int64, existing_file, is_gzip, numbered_lines, read_errors
 from .errors import InputFileError
+from .files import as_int64, existing_file, is_gzip, numbered_lines, read_errors
 
 __all__ = ["EXPRESSION_LAYOUTS", "read_covariates", "read_expression", "read_expression_bed_genes"]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pysam
 
-from .compression import check_bgzip
 from .errors import InputFileError
+from .files import check_bgzip
 
 #: Code used for bases outside a contig when a window is padded.
 PAD_BASE = ord("N")

@@ -18,8 +18,8 @@ from pathlib import Path
 import cyvcf2
 import numpy as np
 
-from .compression import check_bgzip
 from .errors import InputFileError
+from .files import check_bgzip, is_gzip
 
 _HEADER_FIELD = re.compile(r'([A-Za-z_]+)=("[^"]*"|[^,]*)')
 
@@ -306,7 +306,7 @@ def _header_samples(path: Path) -> list[str]:
         except Exception as err:
             raise InputFileError(path, f"cannot open as BCF ({err})") from err
     try:
-        with pysam.BGZFile(os.fspath(path), "rb") if _is_gzip(path) else open(path, "rb") as fh:
+        with pysam.BGZFile(os.fspath(path), "rb") if is_gzip(path) else open(path, "rb") as fh:
             for raw in fh:
                 line = raw.decode() if isinstance(raw, bytes) else raw
                 if line.startswith("#CHROM"):
@@ -322,7 +322,7 @@ def _open_tabix(path: Path):
     """A tabix reader for a bgzipped, tabix-indexed text VCF; ``None`` otherwise."""
     import pysam
 
-    if path.suffix == ".bcf" or not _is_gzip(path):
+    if path.suffix == ".bcf" or not is_gzip(path):
         return None
     if not (Path(f"{path}.tbi").exists() or Path(f"{path}.csi").exists()):
         return None
@@ -330,11 +330,6 @@ def _open_tabix(path: Path):
         return pysam.TabixFile(os.fspath(path))
     except (OSError, ValueError):
         return None
-
-
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(2) == b"\x1f\x8b"
 
 
 def _check_allele_indices(path: Path, block: VariantBlock) -> None:

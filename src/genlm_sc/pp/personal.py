@@ -215,15 +215,21 @@ def _check_panel(genes: ad.AnnData) -> None:
         raise ValueError("the gene panel has duplicate gene ids")
 
 
-def _clusters(obs: pd.DataFrame, max_gap: int = 10_000) -> dict[str, tuple[str, int, int]]:
-    """Group overlapping or nearby windows so each VCF region is parsed once."""
+def _clusters(
+    obs: pd.DataFrame, max_gap: int = 10_000, max_span: int = 1_000_000
+) -> dict[str, tuple[str, int, int]]:
+    """Group overlapping or nearby windows so each VCF region is parsed once.
+
+    A group spans at most about ``max_span`` bases (plus one window), which bounds the
+    genotypes held in memory at once however dense the genes are.
+    """
     spans: dict[str, tuple[str, int, int]] = {}
     for chrom, table in obs.groupby("chrom", sort=False, observed=True):
         table = table.sort_values("start")
         members: list[str] = []
         lo = hi = None
         for gene_id, start, end in zip(table.index, table["start"], table["end"], strict=True):
-            if hi is not None and start > hi + max_gap:
+            if hi is not None and (start > hi + max_gap or hi - lo > max_span):
                 spans.update({m: (chrom, lo, hi) for m in members})
                 members, lo, hi = [], None, None
             members.append(gene_id)
