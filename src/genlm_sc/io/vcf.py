@@ -55,6 +55,18 @@ class VariantBlock:
     def __len__(self) -> int:
         return len(self.positions)
 
+    def slice(self, start: int, stop: int) -> VariantBlock:
+        """Records ``start`` to ``stop - 1`` (views, no copies of the genotypes)."""
+        return VariantBlock(
+            chrom=self.chrom,
+            positions=self.positions[start:stop],
+            ids=self.ids[start:stop],
+            refs=self.refs[start:stop],
+            alts=self.alts[start:stop],
+            alleles=self.alleles[start:stop],
+            phased=self.phased[start:stop],
+        )
+
     def select(self, mask: np.ndarray) -> VariantBlock:
         """The records where ``mask`` is true."""
         index = np.flatnonzero(mask)
@@ -125,7 +137,11 @@ class VariantFile:
             self._order = None
         self.contigs: list[str] = list(self._vcf.seqnames)
         position = {s: i for i, s in enumerate(header_samples)}
-        self._columns = np.array([position[s] for s in self.samples], dtype=np.int64)
+        columns = np.array([position[s] for s in self.samples], dtype=np.int64)
+        identity = (
+            len(columns) == len(header_samples) and (columns == np.arange(len(columns))).all()
+        )
+        self._columns = None if identity else columns
         self._n_header_samples = len(header_samples)
         self._text = _open_tabix(self.path)
 
@@ -209,18 +225,18 @@ class VariantFile:
             alts.append(fields[4].split(","))
             calls.append(fields[9])
         n = len(positions)
-        codes = np.frombuffer(("\t".join(calls) + "\t").encode(), dtype=np.uint8)
         if n:
-            codes = codes.reshape(n, self._n_header_samples, 4)[:, self._columns]
+            codes = np.frombuffer(("\t".join(calls) + "\t").encode(), dtype=np.uint8)
+            if not _fixed_width_calls(codes.reshape(-1, 4)):
+                return None
         else:
-            codes = np.zeros((0, len(self.samples), 4), dtype=np.uint8)
-        first, separator, second = codes[..., 0], codes[..., 1], codes[..., 2]
-        digit_or_dot = ((first >= 48) & (first <= 57)) | (first == 46)
-        digit_or_dot &= ((second >= 48) & (second <= 57)) | (second == 46)
-        if not (digit_or_dot.all() and np.isin(separator, (47, 124)).all()):
-            return None
-        alleles = np.stack([first, second], axis=-1).astype(np.int8) - 48
-        alleles[alleles < 0] = -1  # "." is 46
+            codes = np.zeros(0, dtype=np.uint8)
+        codes = codes.reshape(n, self._n_header_samples, 4)
+        if self._columns is not None:
+            codes = codes[:, self._columns]
+        alleles = codes[..., 0:3:2].astype(np.int8) - 48
+        alleles[alleles == -2] = -1  # "." is 46
+        separator = codes[..., 1]
         block = VariantBlock(
             chrom=chrom,
             positions=np.asarray(positions, dtype=np.int64),
@@ -330,6 +346,21 @@ def _open_tabix(path: Path):
         return pysam.TabixFile(os.fspath(path))
     except (OSError, ValueError):
         return None
+
+
+def _fixed_width_calls(codes: np.ndarray) -> bool:
+    """Whether every 4-byte row reads ``a|b\t`` or ``a/b\t`` with one-digit or ``.`` alleles."""
+
+    def allele_ok(column: np.ndarray) -> bool:
+        return bool(((column >= 46) & (column <= 57) & (column != 47)).all())  # . and 0-9
+
+    separator = codes[:, 1]
+    return (
+        bool((codes[:, 3] == 9).all())
+        and bool(((separator == 124) | (separator == 47)).all())
+        and allele_ok(codes[:, 0])
+        and allele_ok(codes[:, 2])
+    )
 
 
 def _check_allele_indices(path: Path, block: VariantBlock) -> None:

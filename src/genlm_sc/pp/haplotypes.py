@@ -125,10 +125,10 @@ def apply_genotype_policies(
     and the counts of what was resolved. The ``"random"`` phase of a call depends only on
     ``seed``, the record and the sample, so overlapping windows agree.
     """
-    alleles = block.alleles.copy()
+    alleles = block.alleles  # copied before the first change
     counts = GenotypeCounts()
     is_missing = alleles < 0
-    counts.missing_alleles = int(is_missing.sum())
+    counts.missing_alleles = int(np.count_nonzero(is_missing))
     if counts.missing_alleles:
         if missing == "error":
             r, s, _ = np.argwhere(is_missing)[0]
@@ -138,7 +138,10 @@ def apply_genotype_policies(
                 "keep the reference allele, as bcftools consensus does)",
                 record=block.record_name(int(r)),
             )
+        alleles = alleles.copy()
         alleles[is_missing] = 0
+    if block.phased.all():
+        return alleles, counts
     unphased_het = ~block.phased & (alleles[..., 0] != alleles[..., 1])
     counts.unphased_heterozygous = int(unphased_het.sum())
     if counts.unphased_heterozygous:
@@ -148,10 +151,12 @@ def apply_genotype_policies(
                 path,
                 f"unphased heterozygous genotype for sample {samples[s]}: the haplotypes are "
                 f"undefined. Choose a policy: unphased='as_listed' (alleles in the order "
-                "written, as bcftools consensus -H 1/-H 2), 'random' (random phase, seeded by "
-                "rng) or 'reference' (keep the reference allele on both haplotypes)",
+                "written, as bcftools consensus -H 1/-H 2), 'random' (random phase, drawn "
+                "from seed) or 'reference' (keep the reference allele on both haplotypes)",
                 record=block.record_name(int(r)),
             )
+        if unphased in ("random", "reference") and alleles is block.alleles:
+            alleles = alleles.copy()
         if unphased == "random":
             for r in np.flatnonzero(unphased_het.any(axis=1)):
                 key = zlib.crc32(block.record_name(int(r)).encode())
@@ -245,9 +250,9 @@ def build_window_haplotypes(
     give the same sequence are merged.
     """
     n_records, n_samples, _ = alleles.shape
-    by_haplotype = alleles.reshape(n_records, n_samples * 2).T
-    carried = by_haplotype.any(axis=0)
-    by_haplotype = np.ascontiguousarray(by_haplotype[:, carried])
+    by_record = alleles.reshape(n_records, n_samples * 2)
+    carried = by_record.any(axis=1)
+    by_haplotype = np.ascontiguousarray(by_record[carried].T)
     offsets = (block.positions[carried] - window_start).astype(np.int64)
     refs = [r for r, c in zip(block.refs, carried, strict=True) if c]
     alts = [a for a, c in zip(block.alts, carried, strict=True) if c]

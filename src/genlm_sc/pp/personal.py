@@ -154,9 +154,9 @@ def personal_sequences(
                 )  # fmt: skip
             offset = start - cluster.start
             window_reference = cluster.reference[offset : offset + (end - start)]
-            inside = (cluster.block.positions >= start) & (cluster.block.positions < end)
-            block = cluster.block.select(inside)
-            alleles = cluster.alleles[inside]
+            lo, hi = np.searchsorted(cluster.block.positions, [start, end])
+            block = cluster.block.slice(lo, hi)
+            alleles = cluster.alleles[lo:hi]
             haplotypes = build_window_haplotypes(
                 window_reference, start, block, alleles, strand=row["strand"]
             )
@@ -216,7 +216,7 @@ def _check_panel(genes: ad.AnnData) -> None:
 
 
 def _clusters(
-    obs: pd.DataFrame, max_gap: int = 10_000, max_span: int = 1_000_000
+    obs: pd.DataFrame, max_gap: int = 10_000, max_span: int = 250_000
 ) -> dict[str, tuple[str, int, int]]:
     """Group overlapping or nearby windows so each VCF region is parsed once.
 
@@ -253,6 +253,13 @@ def _load_cluster(
 ) -> _Cluster:
     chrom, start, end = span
     block = reader.fetch(vcf_chrom, max(start, 0), end)
+    unsorted = np.flatnonzero(np.diff(block.positions) < 0)
+    if len(unsorted):
+        raise InputFileError(
+            reader.path,
+            "records are not sorted by position (sort with `bcftools sort`)",
+            record=block.record_name(int(unsorted[0]) + 1),
+        )
     longest_ref = max((len(r) for r in block.refs), default=1)
     sequence = reference.fetch(chrom, start, end + longest_ref, pad=True)
     contig_end = reference.lengths[chrom]
