@@ -464,3 +464,34 @@ def test_simulated_cohort_round_trip(small_cohort, tmp_path):
         check_dtype=False,
     )
     assert_same_cohort(simulated, again)
+
+
+def test_subsets_follow_names_not_positions(cohort, tmp_path):
+    """Subsetting the AnnData (scanpy's everyday step) keeps accessors and writes right."""
+    full = {g: gl.get.haplotypes(cohort, g) for g in cohort.var_names[:3]}
+    subset = cohort[10:15, ::-1].copy()
+    for gene in cohort.var_names[:3]:
+        got = gl.get.haplotypes(subset, gene)
+        assert list(got.index) == list(subset.obs_names)
+        assert (got.to_numpy() == full[gene].loc[subset.obs_names].to_numpy()).all()
+    fixed = gl.get.fixed_length_haplotypes(subset, "FKBP1A")
+    expected = gl.get.fixed_length_haplotypes(cohort, "FKBP1A", samples=list(subset.obs_names))
+    np.testing.assert_array_equal(fixed.values, expected.values)
+
+    gl.write(subset, tmp_path / "subset.zarr")
+    back = gl.read(tmp_path / "subset.zarr")
+    ds = gl.get.haplotype_store(back)
+    assert list(ds["sample"].values) == list(subset.obs_names)
+    assert list(ds["gene"].values) == list(subset.var_names)
+    assert int(ds["haplotype_count"].sum()) == 5 * 2 * subset.n_vars
+    assert (ds["haplotype_count"].values > 0).all()
+    for gene in cohort.var_names[:3]:
+        got = gl.get.haplotypes(back, gene)
+        assert (got.to_numpy() == full[gene].loc[subset.obs_names].to_numpy()).all()
+        positions = gl.get.reference_positions(back, gene)
+        assert positions.sizes["haplotype"] == len(gl.get.unique_haplotypes(back, gene))
+
+    gl.datasets.simulate_expression(back, n_causal=2, h2=0.4, rng=0)
+    truth = back.uns["gl_simulation"]["causal_variants"]
+    variant_gene = ds["variant_gene"].values[truth["variant"].to_numpy()]
+    assert (ds["gene"].values[variant_gene] == truth["gene"].to_numpy()).all()

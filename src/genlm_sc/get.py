@@ -68,13 +68,13 @@ def _recorded_fasta(adata: ad.AnnData) -> str:
 
 
 def _gene_slice(ds: xr.Dataset, gene: str, cohort: ad.AnnData) -> tuple[int, int, int]:
-    genes = list(ds["gene"].values)
-    if gene not in genes:
+    """Store index of a gene of ``cohort`` (by id or unique name) and its haplotype range."""
+    if gene not in cohort.var_names:
         by_name = cohort.var.index[cohort.var.get("gene_name", pd.Series(dtype=str)) == gene]
         if len(by_name) != 1:
             raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")
         gene = by_name[0]
-    g = genes.index(gene)
+    g = list(ds["gene"].values).index(gene)
     first = int(ds["gene_first_haplotype"].values[g])
     return g, first, first + int(ds["gene_n_haplotypes"].values[g])
 
@@ -135,15 +135,17 @@ def reference_positions(cohort: ad.AnnData, gene: str) -> xr.DataArray:
     )
 
 
-def _sample_rows(cohort: ad.AnnData, samples: Sequence[str] | None) -> tuple[list[str], np.ndarray]:
-    names = list(cohort.obs_names)
-    if samples is None:
-        return names, np.arange(len(names))
-    position = {s: i for i, s in enumerate(names)}
-    unknown = [s for s in samples if s not in position]
+def _sample_rows(
+    ds: xr.Dataset, cohort: ad.AnnData, samples: Sequence[str] | None
+) -> tuple[list[str], np.ndarray]:
+    """Sample ids (default: the cohort's, in its order) and their rows in the store."""
+    names = list(cohort.obs_names) if samples is None else list(samples)
+    known = set(cohort.obs_names)
+    unknown = [s for s in names if s not in known]
     if unknown:
         raise KeyError(f"unknown samples: {unknown[:10]}")
-    return list(samples), np.array([position[s] for s in samples])
+    row = {s: i for i, s in enumerate(ds["sample"].values)}
+    return names, np.array([row[s] for s in names], dtype=np.int64)
 
 
 def haplotypes(
@@ -162,7 +164,7 @@ def haplotypes(
     table = unique_haplotypes(cohort, gene)
     ds = haplotype_store(cohort)
     g, lo, _ = _gene_slice(ds, gene, cohort)
-    names, rows = _sample_rows(cohort, samples)
+    names, rows = _sample_rows(ds, cohort, samples)
     index = ds["sample_haplotype"][:, g, :].values[rows] - lo
     seqs = table["sequence"].to_numpy()
     return pd.DataFrame(
@@ -206,12 +208,13 @@ def fixed_length_haplotypes(
     """
     ds = haplotype_store(cohort)
     g, lo, hi = _gene_slice(ds, gene, cohort)
-    info = cohort.var.iloc[g]
-    width = int(info["end"] - info["start"])
+    start = int(ds["gene_window_start"].values[g])
+    end = int(ds["gene_window_end"].values[g])
+    width = end - start
     length = width if length is None else int(length)
     anchor_index = width // 2
-    minus = info["strand"] == "-"
-    anchor = int(info["end"]) - 1 - anchor_index if minus else int(info["start"]) + anchor_index
+    minus = str(ds["gene_strand"].values[g]) == "-"
+    anchor = end - 1 - anchor_index if minus else start + anchor_index
     codes = ds["sequence"][lo:hi].values
     coords = reference_positions(cohort, gene).values
     lengths = ds["haplotype_length"][lo:hi].values
@@ -226,7 +229,7 @@ def fixed_length_haplotypes(
         dst_lo = src_lo - (at - length // 2)
         take = min(n - src_lo, length - dst_lo)
         fixed[i, dst_lo : dst_lo + take] = codes[i, src_lo : src_lo + take]
-    names, rows = _sample_rows(cohort, samples)
+    names, rows = _sample_rows(ds, cohort, samples)
     index = ds["sample_haplotype"][:, g, :].values[rows] - lo
     return xr.DataArray(
         fixed[index],

@@ -418,7 +418,7 @@ def _resolve_path(path: Path) -> Path:
     """The store at ``path``, or the previous version left by an interrupted swap."""
     if path.exists():
         return path
-    previous = sorted(path.parent.glob(f".{path.name}.previous-*"))
+    previous = sorted(path.parent.glob(f".{path.name}.previous-*"), key=os.path.getmtime)
     if previous:
         warnings.warn(
             f"{path} is missing but an earlier version was left by an interrupted write; "
@@ -451,7 +451,14 @@ def write(adata: ad.AnnData, path: str | os.PathLike) -> None:
             root = zarr.open_group(partial, mode="w", zarr_format=3)
             root.attrs["genlm_sc"] = _format_attrs()
             if source:
-                _copy_haplotypes(str(source), partial)
+                ds = open_haplotypes_at(str(source))
+                same = list(ds["sample"].values) == list(adata.obs_names) and list(
+                    ds["gene"].values
+                ) == list(adata.var_names)
+                if same:
+                    _copy_haplotypes(str(source), partial)
+                else:  # a subset of the cohort: store only what it covers
+                    _write_dataset(subset_haplotypes(ds, adata.obs_names, adata.var_names), partial)
             _write_anndata(partial, adata)
             zarr.consolidate_metadata(partial)
         _swap_into_place(partial, target)
@@ -461,26 +468,96 @@ def write(adata: ad.AnnData, path: str | os.PathLike) -> None:
     _OPEN_DATASETS.pop(os.fspath(target), None)
 
 
+def _write_dataset(ds: xr.Dataset, destination: Path) -> None:
+    """Write a haplotype Dataset as the ``haplotypes`` group, chunked like a built store."""
+    encoding = {
+        name: {
+            "chunks": tuple(min(c, max(n, 1)) for c, n in zip(chunk, ds[name].shape, strict=True))
+        }
+        for name, chunk in default_chunks(ds.sizes["sample"]).items()
+    }
+    ds.to_zarr(
+        destination,
+        group="haplotypes",
+        mode="a",
+        zarr_format=3,
+        consolidated=False,
+        encoding=encoding,
+    )
+
+
+def subset_haplotypes(ds: xr.Dataset, samples, genes) -> xr.Dataset:
+    """The haplotype Dataset restricted to some samples and genes, in their order.
+
+    Haplotypes that none of the kept people carry are dropped and counts recomputed, so
+    the result is what building the subset from scratch would store (haplotypes keep the
+    order they had). Loads the selected data into memory.
+    """
+    row = {s: i for i, s in enumerate(ds["sample"].values)}
+    column = {g: i for i, g in enumerate(ds["gene"].values)}
+    rows = np.array([row[s] for s in samples], dtype=np.int64)
+    kept_genes = np.array([column[g] for g in genes], dtype=np.int64)
+    first = ds["gene_first_haplotype"].values[kept_genes]
+    n_first = ds["gene_n_haplotypes"].values[kept_genes]
+    candidates = np.concatenate(
+        [np.arange(f, f + n) for f, n in zip(first, n_first, strict=True)] or [np.zeros(0, int)]
+    ).astype(np.int64)
+    assignment = ds["sample_haplotype"].values[rows][:, kept_genes, :]
+    carried = np.bincount(assignment.ravel(), minlength=ds.sizes["haplotype"])
+    kept = candidates[carried[candidates] > 0]
+    new_index = np.full(ds.sizes["haplotype"], -1, dtype=np.int64)
+    new_index[kept] = np.arange(len(kept))
+    gene_map = np.full(ds.sizes["gene"], -1, dtype=np.int64)
+    gene_map[kept_genes] = np.arange(len(kept_genes))
+    haplotype_gene = gene_map[ds["haplotype_gene"].values[kept]]
+    n_per_gene = np.bincount(haplotype_gene, minlength=len(kept_genes))
+    segment_owner = new_index[ds["segment_haplotype"].values]
+    segments = np.flatnonzero(segment_owner >= 0)
+    segments = segments[
+        np.lexsort((ds["segment_offset"].values[segments], segment_owner[segments]))
+    ]
+    variant_gene = gene_map[ds["variant_gene"].values]
+    variants = np.flatnonzero(variant_gene >= 0)
+    variants = variants[np.argsort(variant_gene[variants], kind="stable")]
+    out = xr.Dataset(
+        {
+            "sequence": (("haplotype", "position"), ds["sequence"].values[kept]),
+            "haplotype_gene": ("haplotype", haplotype_gene.astype(np.int32)),
+            "haplotype_length": ("haplotype", ds["haplotype_length"].values[kept]),
+            "haplotype_count": ("haplotype", carried[kept].astype(np.int32)),
+            "segment_haplotype": ("segment", segment_owner[segments].astype(np.int32)),
+            "sample_haplotype": (
+                ("sample", "gene", "ploidy"),
+                new_index[assignment].astype(np.int32),
+            ),
+            "gene_first_haplotype": ("gene", np.cumsum(n_per_gene) - n_per_gene),
+            "gene_n_haplotypes": ("gene", n_per_gene.astype(np.int32)),
+            "variant_gene": ("variant", variant_gene[variants].astype(np.int32)),
+            "genotype": (
+                ("sample", "variant", "ploidy"),
+                ds["genotype"].values[rows][:, variants, :],
+            ),
+        },
+        coords={
+            "sample": ("sample", ds["sample"].values[rows]),
+            "gene": ("gene", ds["gene"].values[kept_genes]),
+            "ploidy": ds["ploidy"].values,
+        },
+        attrs=dict(ds.attrs),
+    )
+    for name, variable in ds.data_vars.items():
+        if name in out:
+            continue
+        dim = variable.dims[0]
+        index = {"segment": segments, "variant": variants, "gene": kept_genes}[dim]
+        out[name] = (variable.dims, variable.values[index])
+    return out
+
+
 def _copy_haplotypes(source: str, destination: Path) -> None:
     """Copy the ``haplotypes`` group of a store (hard links where the filesystem allows)."""
     if source.startswith(_MEMORY_PREFIX):
-        ds = open_haplotypes_at(source)
-        encoding = {
-            name: {
-                "chunks": tuple(
-                    min(c, max(n, 1)) for c, n in zip(chunk, ds[name].shape, strict=True)
-                )
-            }
-            for name, chunk in default_chunks(ds.sizes["sample"]).items()
-        }
-        ds.to_zarr(
-            destination,
-            group="haplotypes",
-            mode="a",
-            zarr_format=3,
-            consolidated=False,
-            encoding=encoding,
-        )
+        _write_dataset(open_haplotypes_at(source), destination)
         return
     src_path = _resolve_path(Path(source)) / "haplotypes"
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -57,10 +59,15 @@ def simulate_expression(
     Genes without enough common variants get fewer causal variants (possibly none).
     """
     adata = adata.copy() if copy else adata
+    if adata.X is not None:
+        warnings.warn("simulate_expression replaces the existing X", stacklevel=2)
     generator = np.random.default_rng(rng)
     ds = open_haplotypes(adata)
     variant_gene = ds["variant_gene"].values
-    genotype = ds["genotype"]
+    store_gene = {g: i for i, g in enumerate(ds["gene"].values)}
+    store_row = {s: i for i, s in enumerate(ds["sample"].values)}
+    rows = np.array([store_row[s] for s in adata.obs_names], dtype=np.int64)
+    genotype = ds["genotype"].values[rows]
     n_genes = adata.n_vars
     wanted = _draw(n_causal, generator, n_genes, integer=True).astype(int)
     heritability = _draw(h2, generator, n_genes)
@@ -69,14 +76,14 @@ def simulate_expression(
     placed = np.zeros(n_genes, dtype=int)
     rows = []
     for g in range(n_genes):
-        index = np.flatnonzero(variant_gene == g)
-        dosage = (genotype[:, index, :].values > 0).sum(axis=2).astype(float)
+        index = np.flatnonzero(variant_gene == store_gene[adata.var_names[g]])
+        dosage = (genotype[:, index, :] > 0).sum(axis=2).astype(float)
         frequency = dosage.mean(axis=0) / 2
         common = index[np.minimum(frequency, 1 - frequency) >= min_maf]
         chosen = np.sort(generator.choice(common, min(wanted[g], len(common)), replace=False))
         beta = generator.standard_normal(len(chosen))
         genetic = (
-            (genotype[:, chosen, :].values > 0).sum(axis=2) @ beta
+            (genotype[:, chosen, :] > 0).sum(axis=2) @ beta
             if len(chosen)
             else np.zeros(adata.n_obs)
         )
