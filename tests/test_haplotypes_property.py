@@ -119,3 +119,62 @@ def test_text_and_cyvcf2_decoders_agree(example):
     np.testing.assert_array_equal(fast.phased, slow.phased)
     assert fast.refs == slow.refs and fast.alts == slow.alts and fast.ids == slow.ids
     assert not fast.phased.all()  # the file holds unphased calls
+
+
+@needs_bcftools
+def test_haploid_calls_keep_the_reference_on_the_second_haplotype(tmp_path):
+    reference = "ACGTACGTACGTACGTACGT"
+    records = [(3, "T", ["G"]), (9, "C", ["CAA"])]
+    calls = [["1", "0|1"], ["0", "1|1"]]  # S1 haploid, S2 diploid
+    fasta, vcf = _write_inputs(tmp_path, reference, records, calls)
+    reader = VariantFile(vcf)
+    block = reader.fetch("1", 0, 20)
+    alleles, counts = apply_genotype_policies(
+        block, unphased="error", missing="error", samples=reader.samples, path=str(vcf)
+    )
+    assert counts.haploid_calls == 2 and counts.missing_alleles == 0
+    built = build_window_haplotypes(np.frombuffer(reference.encode(), np.uint8), 0, block, alleles)
+    for s, sample in enumerate(reader.samples):
+        for h in (1, 2):
+            u = built.assignment[s, h - 1]
+            got = built.sequences[u, : built.lengths[u]].tobytes().decode()
+            assert got == consensus(fasta, vcf, ["1:1-20"], sample, h)[0], (sample, h)
+
+
+def test_random_phase_depends_on_the_sample_not_its_position(example):
+    import genlm_sc as gl
+
+    panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=4096)
+    everyone = gl.pp.personal_sequences(
+        example.vcf, fasta=example.fasta, genes=panel, unphased="random", seed=3, progress=False
+    )
+    some = list(everyone.obs_names[250:])
+    part = gl.pp.personal_sequences(
+        example.vcf, fasta=example.fasta, genes=panel, samples=some, unphased="random",
+        seed=3, progress=False,
+    )  # fmt: skip
+    for gene in panel.obs_names:
+        a = gl.get.haplotypes(everyone, gene, samples=some).to_numpy()
+        b = gl.get.haplotypes(part, gene).to_numpy()
+        assert (a == b).all(), gene
+
+
+def test_equal_sequences_from_different_records_are_one_haplotype():
+    """An MNP and the two SNVs it is made of give one distinct haplotype."""
+    from genlm_sc.io.vcf import VariantBlock
+
+    reference = np.frombuffer(b"ACGTACGT", dtype=np.uint8)
+    block = VariantBlock(
+        chrom="1",
+        positions=np.array([2, 2, 3]),
+        ids=["mnp", "snv1", "snv2"],
+        refs=["GT", "G", "T"],
+        alts=[["CA"], ["C"], ["A"]],
+        alleles=np.array([[[1, 0]], [[0, 1]], [[0, 1]]], dtype=np.int8),
+        phased=np.ones((3, 1), dtype=bool),
+    )
+    built = build_window_haplotypes(reference, 0, block, block.alleles)
+    assert len(built.lengths) == 1
+    assert built.sequences[0].tobytes() == b"ACCAACGT"
+    assert built.counts.tolist() == [2]
+    assert built.assignment.tolist() == [[0, 0]]

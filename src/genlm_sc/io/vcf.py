@@ -1,8 +1,8 @@
 """Genotypes from VCF/BCF files (many samples) through cyvcf2.
 
 Positions are returned 0-based (``POS - 1``). Alleles are integer indices into
-``[REF, *ALT]``; ``-1`` marks a missing allele (``.``) and a haploid call has ``-1`` as its
-second allele.
+``[REF, *ALT]``; ``-1`` marks a missing allele (``.``) and a haploid call (chrX or chrY of
+males, say) has :data:`ABSENT` as its second allele.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ from .files import check_bgzip, is_gzip
 _HEADER_FIELD = re.compile(r'([A-Za-z_]+)=("[^"]*"|[^,]*)')
 
 
+#: Second allele of a haploid call.
+ABSENT = -2
+
+
 @dataclass
 class VariantBlock:
     """The records of one region, with genotypes of the selected samples.
@@ -39,7 +43,8 @@ class VariantBlock:
     alts
         ``ALT`` alleles of each record (a list per record).
     alleles
-        ``int8`` array ``(record, sample, 2)`` of allele indices; ``-1`` is missing.
+        ``int8`` array ``(record, sample, 2)`` of allele indices; ``-1`` is missing,
+        :data:`ABSENT` the second allele of a haploid call.
     phased
         ``bool`` array ``(record, sample)``: whether the call is phased (``|``).
     """
@@ -285,7 +290,9 @@ class VariantFile:
             if self._order is not None:
                 gt = gt[self._order]
             calls = gt[:, :-1]
-            alleles[i, :, : calls.shape[1]] = np.where(calls < 0, -1, calls)
+            alleles[i, :, : calls.shape[1]] = np.where(calls == -2, ABSENT, np.maximum(calls, -1))
+            if calls.shape[1] == 1:
+                alleles[i, :, 1] = ABSENT
             phased[i] = gt[:, -1] == 1
         block = VariantBlock(
             chrom=chrom,

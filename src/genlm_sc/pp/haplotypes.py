@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 
 from ..io.errors import InputFileError
-from ..io.vcf import VariantBlock
+from ..io.vcf import ABSENT, VariantBlock
 from ._consensus import apply_variants, is_indel, reverse_complement_rows
 
 UnphasedPolicy = Literal["error", "as_listed", "random", "reference"]
@@ -108,6 +108,7 @@ class GenotypeCounts:
 
     unphased_heterozygous: int = 0
     missing_alleles: int = 0
+    haploid_calls: int = 0
 
 
 def apply_genotype_policies(
@@ -127,6 +128,11 @@ def apply_genotype_policies(
     """
     alleles = block.alleles  # copied before the first change
     counts = GenotypeCounts()
+    haploid = alleles == ABSENT
+    counts.haploid_calls = int(np.count_nonzero(haploid))
+    if counts.haploid_calls:  # the second haplotype keeps the reference, as in bcftools
+        alleles = alleles.copy()
+        alleles[haploid] = 0
     is_missing = alleles < 0
     counts.missing_alleles = int(np.count_nonzero(is_missing))
     if counts.missing_alleles:
@@ -158,10 +164,10 @@ def apply_genotype_policies(
         if unphased in ("random", "reference") and alleles is block.alleles:
             alleles = alleles.copy()
         if unphased == "random":
+            sample_keys = np.array([zlib.crc32(name.encode()) for name in samples], np.uint64)
             for r in np.flatnonzero(unphased_het.any(axis=1)):
-                key = zlib.crc32(block.record_name(int(r)).encode())
-                rng = np.random.default_rng([seed, key])
-                swap = unphased_het[r] & (rng.random(unphased_het.shape[1]) < 0.5)
+                record_key = zlib.crc32(block.record_name(int(r)).encode())
+                swap = unphased_het[r] & _coin(seed, record_key, sample_keys)
                 alleles[r, swap] = alleles[r, swap][:, ::-1]
         elif unphased == "reference":
             alleles[unphased_het] = 0
@@ -170,7 +176,27 @@ def apply_genotype_policies(
     return alleles, counts
 
 
+def _coin(seed: int, record_key: int, sample_keys: np.ndarray) -> np.ndarray:
+    """A fair, reproducible coin per sample: a 64-bit hash of (seed, record, sample id)."""
+    with np.errstate(over="ignore"):
+        z = np.full(len(sample_keys), (seed * 0x9E3779B97F4A7C15) % 2**64, dtype=np.uint64)
+        z ^= np.uint64(record_key) * np.uint64(0xBF58476D1CE4E5B9)
+        z ^= sample_keys * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(30)
+        z *= np.uint64(0xBF58476D1CE4E5B9)
+        z ^= z >> np.uint64(27)
+        z *= np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(63)).astype(bool)
+
+
 _ROW_WEIGHTS = np.random.default_rng(20261120).integers(1, 2**63, size=1 << 16, dtype=np.uint64)
+
+
+def _row_weights(n: int) -> np.ndarray:
+    if n <= len(_ROW_WEIGHTS):
+        return _ROW_WEIGHTS[:n]
+    return np.random.default_rng(n).integers(1, 2**63, n, dtype=np.uint64)
 
 
 def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,12 +206,7 @@ def unique_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     grouping is then checked row by row, falling back to ``numpy.unique(axis=0)`` in the
     astronomically rare case of a collision. Much faster than sorting whole rows.
     """
-    n_columns = rows.shape[1]
-    if n_columns > len(_ROW_WEIGHTS):
-        weights = np.random.default_rng(n_columns).integers(1, 2**63, n_columns, np.uint64)
-    else:
-        weights = _ROW_WEIGHTS[:n_columns]
-    keys = rows.astype(np.uint64) @ weights
+    keys = rows.astype(np.uint64) @ _row_weights(rows.shape[1])
     _, first, inverse, counts = np.unique(
         keys, return_index=True, return_inverse=True, return_counts=True
     )
@@ -272,7 +293,8 @@ def build_window_haplotypes(
         for j, r in enumerate(refs)
     )
     n, max_segments = len(patterns), 3 * len(refs) + 2
-    sequences = np.zeros((n, len(reference) + growth), dtype=np.uint8)
+    capacity = -(-(len(reference) + growth) // 8) * 8  # whole 64-bit words, for hashing
+    sequences = np.zeros((n, capacity), dtype=np.uint8)
     out_length = np.zeros(n, dtype=np.int64)
     skipped = np.zeros(n, dtype=np.int64)
     seg_offset = np.zeros((n, max_segments), dtype=np.int64)
@@ -284,6 +306,7 @@ def build_window_haplotypes(
         allele_bytes, patterns, sequences, out_length, skipped,
         seg_offset, seg_length, seg_reference, seg_count,
     )  # fmt: skip
+    may_repeat = _has_equal_rows(sequences)
     sequences = sequences[:, : int(out_length.max())]
     valid = np.arange(max_segments)[None, :] < seg_count[:, None]
     segments = (
@@ -293,7 +316,7 @@ def build_window_haplotypes(
         seg_reference[valid],
     )
     n_skipped = int((skipped * counts).sum())
-    if skipped.any() or _alleles_may_coincide(refs, alts, offsets, lengths):
+    if may_repeat:
         sequences, out_length, counts, inverse, segments = _merge_identical(
             sequences, out_length, counts, inverse, segments
         )
@@ -318,16 +341,14 @@ def _rank(order: np.ndarray) -> np.ndarray:
     return rank
 
 
-def _alleles_may_coincide(refs, alts, offsets, lengths) -> bool:
-    """Whether two different allele patterns could give the same sequence.
+def _has_equal_rows(sequences: np.ndarray) -> bool:
+    """Whether two rows may be equal: their 64-bit hashes (a random linear map) collide.
 
-    They can only when some allele is never applied (symbolic, ``*``), equals its REF, or
-    when records share a position; otherwise every pattern is its own sequence.
+    Rows are zero-padded to whole words, so equal sequences always hash equal.
     """
-    if (lengths < 0).any() or len(np.unique(offsets)) != len(offsets):
-        return True
-    return any(ref.upper() == alt.upper() for ref, alt_list in zip(refs, alts, strict=True)
-               for alt in alt_list)  # fmt: skip
+    words = sequences.view(np.uint64)
+    keys = words @ _row_weights(words.shape[1])
+    return len(np.unique(keys)) < len(keys)
 
 
 def _merge_identical(sequences, lengths, counts, inverse, segments):

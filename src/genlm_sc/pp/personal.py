@@ -41,6 +41,7 @@ class _Counts:
     ref_mismatch_skipped: int = 0
     unphased_heterozygous: int = 0
     missing_alleles: int = 0
+    haploid_calls: int = 0
     skipped_overlapping: int = 0
     mismatches: list[str] = field(default_factory=list)
 
@@ -140,6 +141,12 @@ def personal_sequences(
     n_variants, n_haplotypes, n_skipped = [], [], []
     cluster: _Cluster | None = None
     clusters = _clusters(obs)
+    windows_of: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
+    for gene_id, span in clusters.items():
+        windows_of.setdefault(span, []).append(
+            (int(obs.at[gene_id, "start"]), int(obs.at[gene_id, "end"]))
+        )
+    counted: set[tuple[str, int, int]] = set()
     show = progress if progress is not None else len(obs) > 20
     try:
         for gene_id, row in tqdm(obs.iterrows(), total=len(obs), disable=not show, unit="gene"):
@@ -149,9 +156,11 @@ def personal_sequences(
             ):
                 span = clusters[gene_id]
                 cluster = _load_cluster(
-                    reader, reference, span, contig_map[span[0]], counts,
+                    reader, reference, span, contig_map[span[0]], windows_of[span],
+                    counts, already_counted=[c for c in counted if c[0] == span[0]],
                     unphased=unphased, missing=missing, ref_mismatch=ref_mismatch, seed=seed,
                 )  # fmt: skip
+                counted.add(span)
             offset = start - cluster.start
             window_reference = cluster.reference[offset : offset + (end - start)]
             lo, hi = np.searchsorted(cluster.block.positions, [start, end])
@@ -244,8 +253,10 @@ def _load_cluster(
     reference: FastaReference,
     span: tuple[str, int, int],
     vcf_chrom: str,
+    windows: list[tuple[int, int]],
     counts: _Counts,
     *,
+    already_counted: list[tuple[str, int, int]],
     unphased: UnphasedPolicy,
     missing: MissingPolicy,
     ref_mismatch: str,
@@ -260,6 +271,16 @@ def _load_cluster(
             "records are not sorted by position (sort with `bcftools sort`)",
             record=block.record_name(int(unsorted[0]) + 1),
         )
+    inside = np.zeros(len(block), dtype=bool)
+    for window_start, window_end in windows:  # records no window uses are not checked
+        inside |= (block.positions >= window_start) & (block.positions < window_end)
+    if not inside.all():
+        block = block.select(inside)
+    seen = np.zeros(len(block), dtype=bool)  # records counted with an earlier group
+    for _, lo, hi in already_counted:
+        if lo < end and start < hi:
+            seen |= (block.positions >= lo) & (block.positions < hi)
+
     longest_ref = max((len(r) for r in block.refs), default=1)
     sequence = reference.fetch(chrom, start, end + longest_ref, pad=True)
     contig_end = reference.lengths[chrom]
@@ -277,13 +298,15 @@ def _load_cluster(
                     record=block.record_name(i),
                 )
             keep[i] = False
-            counts.ref_mismatch_skipped += 1
-            if len(counts.mismatches) < 20:
-                counts.mismatches.append(block.record_name(i))
+            if not seen[i]:
+                counts.ref_mismatch_skipped += 1
+                if len(counts.mismatches) < 20:
+                    counts.mismatches.append(block.record_name(i))
             continue
-        _count_record(counts, ref, alts)
+        if not seen[i]:
+            _count_record(counts, ref, alts)
     if not keep.all():
-        block = block.select(keep)
+        block, seen = block.select(keep), seen[keep]
     alleles, policy_counts = apply_genotype_policies(
         block,
         unphased=unphased,
@@ -292,8 +315,14 @@ def _load_cluster(
         path=os.fspath(reader.path),
         seed=seed,
     )
+    if seen.any():  # count only the records no earlier group counted
+        _, policy_counts = apply_genotype_policies(
+            block.select(~seen), unphased=unphased, missing=missing,
+            samples=reader.samples, path=os.fspath(reader.path), seed=seed,
+        )  # fmt: skip
     counts.unphased_heterozygous += policy_counts.unphased_heterozygous
     counts.missing_alleles += policy_counts.missing_alleles
+    counts.haploid_calls += policy_counts.haploid_calls
     return _Cluster(chrom, start, end, sequence[: end - start], block, alleles)
 
 
@@ -322,7 +351,11 @@ def _load_expression(expression) -> pd.DataFrame | None:
 
 def _match_expression_samples(vcf, samples, table: pd.DataFrame, source):
     """Samples with both genotypes and expression, and those left out on each side."""
-    genotyped = VariantFile(vcf).samples if samples is None else list(samples)
+    if samples is None:
+        with VariantFile(vcf) as reader:
+            genotyped = reader.samples
+    else:
+        genotyped = list(samples)
     expressed = set(map(str, table.index))
     kept = [s for s in genotyped if s in expressed]
     if not kept:
