@@ -12,8 +12,9 @@ _EDGE = 1 << 20
 def file_record(path: str | os.PathLike) -> dict[str, str | int]:
     """Path, size and a content fingerprint of a file.
 
-    The fingerprint is the SHA-256 of the size and of the first and last MiB, cheap on large
-    genotype files and still changed by any ordinary edit, truncation or re-compression.
+    The fingerprint is the SHA-256 of the size and of the first and last MiB: cheap on large
+    genotype files, changed by truncation, re-compression and most edits, though not by a
+    same-size change in the middle of a file larger than 2 MiB.
     """
     path = Path(path).absolute()
     size = path.stat().st_size

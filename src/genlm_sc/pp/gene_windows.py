@@ -87,7 +87,12 @@ def gene_windows(
     anchors = {
         "tss": table["tss"].to_numpy(),
         "tes": np.where(table["strand"] == "-", table["start"], table["end"] - 1),
-        "center": (table["start"].to_numpy() + table["end"].to_numpy() - 1) // 2,
+        # the same middle base in gene orientation on both strands
+        "center": np.where(
+            table["strand"] == "-",
+            (table["start"].to_numpy() + table["end"].to_numpy()) // 2,
+            (table["start"].to_numpy() + table["end"].to_numpy() - 1) // 2,
+        ),
     }
     if anchor not in anchors:
         raise ValueError(f"anchor must be one of {list(anchors)}, got {anchor!r}")

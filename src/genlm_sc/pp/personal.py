@@ -112,10 +112,11 @@ def personal_sequences(
     Returns
     -------
     AnnData with ``obs`` = people, ``var`` = genes (the panel's columns plus
-    ``n_variants``, ``n_haplotypes`` (unique) and ``n_skipped_overlapping``), ``X`` =
-    expression when given, and ``uns["gl"]`` with provenance, policies and counts. The
-    haplotype tensors are in the store (see :func:`genlm_sc.get.haplotype_store`,
-    :func:`genlm_sc.get.haplotypes`).
+    ``n_variants``, ``n_haplotypes`` (unique) and ``n_skipped_overlapping``; with
+    expression also ``has_expression``, false for genes missing from the table, whose ``X``
+    column is NaN), ``X`` = expression when given, and ``uns["gl"]`` with provenance,
+    policies and counts. The haplotype tensors are in the store (see
+    :func:`genlm_sc.get.haplotype_store`, :func:`genlm_sc.get.haplotypes`).
 
     Notes
     -----
