@@ -77,7 +77,7 @@ class _Appender:
         blocks = [_pad_to(b, width, self.axis, self.array.fill_value) for b in self.pending]
         data = np.concatenate(blocks, axis=self.axis)
         n = data.shape[self.axis] if final else (data.shape[self.axis] // self.chunk) * self.chunk
-        head = np.take(data, np.arange(n), axis=self.axis)
+        head = data[(slice(None),) * self.axis + (slice(0, n),)]
         shape = list(self.array.shape)
         shape[self.axis] = self.written + n
         for d in range(len(shape)):
@@ -89,7 +89,7 @@ class _Appender:
         index[self.axis] = slice(self.written, self.written + n)
         self.array[tuple(index)] = head
         self.written += n
-        rest = np.take(data, np.arange(n, data.shape[self.axis]), axis=self.axis)
+        rest = data[(slice(None),) * self.axis + (slice(n, None),)]
         self.pending = [rest] if rest.shape[self.axis] else []
         self.n_pending = rest.shape[self.axis]
 
@@ -100,8 +100,8 @@ class _Appender:
 class _MemoryAppender:
     """Collect blocks in memory; :meth:`close` joins them into one array (``.data``)."""
 
-    def __init__(self, axis: int, fill: Any, dtype: str):
-        self.axis, self.fill, self.dtype = axis, fill, dtype
+    def __init__(self, axis: int, fill: Any, dtype: str, empty_shape: tuple[int, ...]):
+        self.axis, self.fill, self.dtype, self.empty_shape = axis, fill, dtype, empty_shape
         self.blocks: list[np.ndarray] = []
         self.data: np.ndarray | None = None
 
@@ -110,7 +110,7 @@ class _MemoryAppender:
 
     def close(self) -> None:
         if not self.blocks:
-            self.data = np.zeros((0, 0), dtype=self.dtype)
+            self.data = np.full(self.empty_shape, self.fill, dtype=self.dtype)
             return
         width = [max(b.shape[d] for b in self.blocks) for d in range(self.blocks[0].ndim)]
         width[self.axis] = sum(b.shape[self.axis] for b in self.blocks)
@@ -199,8 +199,8 @@ class CohortStoreWriter:
             self.location = _MEMORY_PREFIX + uuid.uuid4().hex
             self._store: Any = None
             self._big: dict[str, Any] = {
-                name: _MemoryAppender(axis, fill, dtype)
-                for name, (_, _, _, dtype, fill, axis) in big.items()
+                name: _MemoryAppender(axis, fill, dtype, shape)
+                for name, (_, shape, _, dtype, fill, axis) in big.items()
             }
         else:
             self.final_path.parent.mkdir(parents=True, exist_ok=True)
