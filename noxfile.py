@@ -11,19 +11,28 @@ import nox
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 PYTHON = "3.11"
+# The CPU build of PyTorch, installed before the package so that its ``torch`` range is
+# already satisfied and pip does not fetch the CUDA build.
+TORCH = "torch==2.13.0"
+
+
+def install_package(session: nox.Session, target: str) -> None:
+    """Install PyTorch's CPU build, then ``target`` (e.g. ``-e .[test]``)."""
+    session.install(TORCH)
+    session.install(*target.split())
 
 
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite without the slow tests."""
-    session.install("-e", ".[test]")
+    install_package(session, "-e .[test]")
     session.run("pytest", "-m", "not slow and not gpu", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def tests_slow(session: nox.Session) -> None:
     """Only the tests marked slow."""
-    session.install("-e", ".[test]")
+    install_package(session, "-e .[test]")
     session.run("pytest", "-m", "slow", *session.posargs, success_codes=[0, 5])
 
 
@@ -38,12 +47,12 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """The main demo on the shipped example data; writes into ./genlm_sc_demo."""
-    session.install(".")
+    install_package(session, ".")
     session.run("python", "-m", "genlm_sc.demo", *(session.posargs or ["genlm_sc_demo"]))
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against the tools a user would otherwise pick (see benchmarks/README.md)."""
-    session.install("-e", ".[bench]")
+    install_package(session, "-e .[bench]")
     session.run("python", "benchmarks/bench_haplotypes.py", *session.posargs)

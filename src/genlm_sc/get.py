@@ -16,6 +16,7 @@ from .store import open_haplotypes
 
 __all__ = [
     "fixed_length_haplotypes",
+    "gene_view",
     "haplotype_store",
     "haplotypes",
     "reference_positions",
@@ -35,7 +36,9 @@ def sequences(adata: ad.AnnData, *, fasta: str | os.PathLike | None = None) -> p
     Parameters
     ----------
     adata
-        A gene panel (:func:`genlm_sc.pp.gene_windows`) or a cohort (its ``var``).
+        A gene panel (:func:`genlm_sc.pp.gene_windows`), a panel of sequences
+        (:func:`genlm_sc.pp.sequence_panel`, sequences in ``obs["sequence"]``) or a cohort
+        (its ``var``).
     fasta
         The reference; default: the FASTA recorded in ``adata.uns["gl"]``.
 
@@ -44,6 +47,8 @@ def sequences(adata: ad.AnnData, *, fasta: str | os.PathLike | None = None) -> p
     Series of upper-case strings indexed by gene id; minus-strand windows are
     reverse-complemented, so the anchor (TSS) is at index ``width // 2``.
     """
+    if "sequence" in adata.obs.columns:
+        return adata.obs["sequence"].astype(str).str.upper().rename("sequence")
     table = adata.obs if {"chrom", "start", "end"} <= set(adata.obs.columns) else adata.var
     if fasta is None:
         fasta = _recorded_fasta(adata)
@@ -237,3 +242,57 @@ def fixed_length_haplotypes(
         coords={"sample": names, "ploidy": [0, 1]},
         name=str(ds["gene"].values[g]),
     )
+
+
+def gene_view(
+    cohort: ad.AnnData,
+    gene: str,
+    *,
+    key: str = "X_gl",
+    diploid: str = "concat",
+) -> ad.AnnData:
+    """People × one gene, with each person's haplotype embeddings as a representation.
+
+    Parameters
+    ----------
+    cohort
+        A cohort whose haplotypes were embedded by :func:`genlm_sc.tl.embed`.
+    gene
+        Gene id or unique gene name.
+    key
+        The embedding (``key_added`` of :func:`genlm_sc.tl.embed`).
+    diploid
+        ``"concat"``: the two haplotype embeddings side by side, first then second as
+        stored (UKBioBERT's recipe; phase order matters); ``"mean"``: their average
+        (phase-invariant).
+
+    Returns
+    -------
+    AnnData with ``obs`` = the cohort's people (with their columns, ``haplotype_1`` and
+    ``haplotype_2``: indices of their haplotypes in the store, and ``expression`` when the
+    cohort has expression for the gene), ``obsm[key]`` the person-level embedding and
+    ``uns["gene"]`` the gene id. Scanpy runs on it directly
+    (``sc.pp.neighbors(view, use_rep=key)``).
+    """
+    from .tl._embed import diploid_features
+
+    ds = haplotype_store(cohort)
+    if key not in ds:
+        raise KeyError(f"the cohort has no haplotype embedding {key!r}; run gl.tl.embed first")
+    g, lo, hi = _gene_slice(ds, gene, cohort)
+    gene_id = str(ds["gene"].values[g])
+    rows = ds["sample_haplotype"][:, g, :].values
+    samples = [str(s) for s in ds["sample"].values]
+    rows = pd.DataFrame(rows, index=samples).reindex(cohort.obs_names).to_numpy()
+    embeddings = ds[key][lo:hi].values
+    obs = cohort.obs.copy()
+    obs["haplotype_1"], obs["haplotype_2"] = rows[:, 0], rows[:, 1]
+    if gene_id in cohort.var_names and cohort.n_vars and cohort.X is not None:
+        column = cohort[:, gene_id].X
+        column = column.toarray() if hasattr(column, "toarray") else np.asarray(column)
+        obs["expression"] = column.ravel()
+    view = ad.AnnData(obs=obs)
+    view.obsm[key] = diploid_features(embeddings, rows - lo, diploid=diploid)
+    view.uns["gene"] = gene_id
+    view.uns["gl"] = {"embedding": key, "diploid": diploid}
+    return view

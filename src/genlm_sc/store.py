@@ -18,7 +18,7 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -581,3 +581,64 @@ def read(path: str | os.PathLike) -> ad.AnnData:
     has_haplotypes = (path / "haplotypes").exists()
     adata.uns["gl"]["store"] = os.fspath(path) if has_haplotypes else ""
     return adata
+
+
+def add_haplotype_array(
+    adata: ad.AnnData,
+    name: str,
+    blocks: Iterable[np.ndarray],
+    *,
+    shape: tuple[int, int],
+    dims: tuple[str, str],
+    attrs: Mapping[str, Any] | None = None,
+    rows_per_chunk: int = 1024,
+) -> None:
+    """Add (or replace) a float32 ``(haplotype, feature)`` variable of a cohort's store.
+
+    ``blocks`` are consecutive row blocks, written as they arrive (streamed; the full
+    array is never held for an on-disk store). On disk the array is written under a
+    temporary name and renamed into place at the end, so an interrupted run leaves any
+    previous version of ``name`` intact.
+    """
+    location = store_location(adata)
+    if location.startswith(_MEMORY_PREFIX):
+        ds = open_haplotypes_at(location)
+        data = np.concatenate([np.asarray(b, dtype=np.float32) for b in blocks] or [
+            np.zeros((0, shape[1]), np.float32)
+        ])  # fmt: skip
+        if data.shape != shape:
+            raise ValueError(f"{name}: got {data.shape} rows, expected {shape}")
+        ds[name] = xr.DataArray(data, dims=dims, attrs=dict(attrs or {}))
+        return
+    group_path = _resolve_path(Path(location)) / "haplotypes"
+    partial = f"_partial_{name}_{uuid.uuid4().hex[:8]}"
+    with _quiet_zarr():
+        group = zarr.open_group(group_path, mode="a", zarr_format=3)
+        array = group.create_array(
+            partial,
+            shape=shape,
+            chunks=(max(min(rows_per_chunk, shape[0]), 1), max(shape[1], 1)),
+            dtype="float32",
+            dimension_names=list(dims),
+            attributes=dict(attrs or {}),
+            fill_value=np.float32("nan"),
+        )
+        row = 0
+        try:
+            for block in blocks:
+                block = np.asarray(block, dtype=np.float32)
+                array[row : row + len(block)] = block
+                row += len(block)
+            if row != shape[0]:
+                raise ValueError(f"{name}: got {row} rows, expected {shape[0]}")
+        except BaseException:
+            shutil.rmtree(group_path / partial, ignore_errors=True)
+            raise
+    target = group_path / name
+    backup = group_path / f"_old_{name}_{uuid.uuid4().hex[:8]}" if target.exists() else None
+    if backup is not None:
+        os.rename(target, backup)
+    os.rename(group_path / partial, target)
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+    _OPEN_DATASETS.pop(location, None)

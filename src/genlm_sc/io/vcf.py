@@ -372,7 +372,7 @@ def _fixed_width_calls(codes: np.ndarray) -> bool:
 
 def _check_allele_indices(path: Path, block: VariantBlock) -> None:
     """Refuse genotypes that point past the record's ALT alleles."""
-    if not len(block):
+    if not len(block) or not block.alleles.shape[1]:
         return
     n_alleles = np.array([1 + len(a) for a in block.alts])
     bad = (block.alleles.max(axis=(1, 2)) >= n_alleles).nonzero()[0]

@@ -2,5 +2,6 @@
 
 from .gene_windows import gene_windows
 from .personal import personal_sequences
+from .sequence_panel import sequence_panel
 
-__all__ = ["gene_windows", "personal_sequences"]
+__all__ = ["gene_windows", "personal_sequences", "sequence_panel"]

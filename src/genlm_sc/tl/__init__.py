@@ -1,3 +1,8 @@
 """Tools: AnnData in, results computed and written back."""
 
-__all__: list[str] = []
+from ._cluster import cluster_agreement
+from ._embed import embed
+from ._kmer import kmer_profile
+from ._pretrain import pretrain
+
+__all__: list[str] = ["cluster_agreement", "embed", "kmer_profile", "pretrain"]

@@ -1,0 +1,52 @@
+"""Device and numeric-precision choices shared by training and inference."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["cpu_has_fast_bf16", "resolve_device", "resolve_precision"]
+
+Precision = Literal["fp32", "bf16", "fp16"]
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` → ``"cuda"`` if available, else ``"mps"``, else ``"cpu"``; others checked."""
+    import torch
+
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device={device!r} but PyTorch sees no CUDA device")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'mps'")
+    return device
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices natively (AMX or AVX-512 BF16)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = handle.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str) -> Precision:
+    """``"auto"`` → bf16 where the hardware computes it natively, fp16 on older GPUs, else fp32."""
+    import torch
+
+    if precision != "auto":
+        if precision not in ("fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {precision!r}")
+        return precision  # type: ignore[return-value]
+    if device.startswith("cuda"):
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device == "cpu" and cpu_has_fast_bf16():
+        return "bf16"
+    return "fp32"

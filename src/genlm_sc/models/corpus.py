@@ -1,0 +1,417 @@
+"""Pretraining corpora: reference sequence, variant-centred windows and real haplotypes.
+
+A :class:`PretrainingCorpus` holds sequences (``uint8`` ASCII) with, for each, a boolean
+mask of the bases that differ from the reference (variant alleles written in). Training
+examples are random crops of these sequences (:class:`CropDataset`); the masked-LM
+collator (:mod:`genlm_sc.models.masking`) reads the variant masks to raise the masking
+rate at variant positions. Three variant-aware recipes:
+
+``"centred"``
+    UKBioBERT's recipe: one window centred on each variant allele of a VCF, the
+    alternative allele written into the reference (SNVs, MNPs and indels alike).
+``"haplotypes"``
+    Real haplotypes of people sampled from the VCF, built exactly as
+    :func:`genlm_sc.pp.personal_sequences` builds them (``bcftools consensus``
+    semantics), each distinct haplotype weighted by how many people carry it.
+``variant_mlm_probability``
+    (an option of :func:`genlm_sc.tl.pretrain`) masks variant positions more often.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io.errors import InputFileError
+from ..io.fasta import FastaReference
+from ..io.vcf import VariantFile
+
+__all__ = ["CropDataset", "PretrainingCorpus", "parse_region"]
+
+_REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
+_SYMBOLIC = re.compile(r"^<.*>$|[\[\]*.]")
+
+
+def parse_region(region: str, lengths: dict[str, int] | None = None) -> tuple[str, int, int]:
+    """``"chr:start-end"`` (1-based, inclusive, as samtools) → ``(chrom, start0, end0)``.
+
+    A bare contig name means the whole contig (``lengths`` needed).
+    """
+    match = _REGION.match(region.strip())
+    if not match:
+        raise ValueError(f"cannot read region {region!r}; write it as chrom:start-end")
+    chrom = match["chrom"]
+    if match["start"] is None:
+        if lengths is None or chrom not in lengths:
+            raise ValueError(f"region {region!r} names no known contig")
+        return chrom, 0, lengths[chrom]
+    start, end = int(match["start"].replace(",", "")), int(match["end"].replace(",", ""))
+    if start < 1 or end < start:
+        raise ValueError(f"region {region!r}: need 1 <= start <= end")
+    return chrom, start - 1, end
+
+
+@dataclass
+class PretrainingCorpus:
+    """Sequences to pretrain on, with variant masks, weights and a description.
+
+    Attributes
+    ----------
+    sequences
+        ``uint8`` ASCII arrays (upper case).
+    variant_masks
+        For each sequence, ``bool`` array marking bases that carry a non-reference allele
+        (``None``: a reference sequence).
+    weights
+        Relative sampling weight of each sequence per base (a haplotype carried by 40
+        people has weight 40).
+    sources
+        What was added, in order (recorded in the trained model's ``genlm_pretraining.json``).
+    """
+
+    sequences: list[np.ndarray] = field(default_factory=list)
+    variant_masks: list[np.ndarray | None] = field(default_factory=list)
+    weights: list[float] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def n_bases(self) -> int:
+        """Total bases (without weights)."""
+        return int(sum(len(s) for s in self.sequences))
+
+    def _add(self, codes: np.ndarray, variants: np.ndarray | None, weight: float) -> None:
+        self.sequences.append(codes)
+        self.variant_masks.append(variants)
+        self.weights.append(float(weight))
+
+    def add_fasta(
+        self,
+        fasta: str | os.PathLike,
+        *,
+        regions: Sequence[str] | None = None,
+        min_length: int = 50,
+        weight: float = 1.0,
+    ) -> PretrainingCorpus:
+        """Reference sequence from a FASTA.
+
+        Parameters
+        ----------
+        fasta
+            With ``regions``: a bgzipped+faidx or plain FASTA, read by region. Without:
+            every record of a FASTA (plain, gzip or bgzip), e.g. a corpus of promoters.
+        regions
+            ``chrom:start-end`` (1-based inclusive) or contig names.
+        min_length
+            Records (or stretches between runs of ``N``) shorter than this are skipped.
+        weight
+            Sampling weight per base.
+        """
+        n_before, bases_before = len(self), self.n_bases
+        for codes in _fasta_sequences(fasta, regions):
+            for piece in _split_on_n(codes, min_length):
+                self._add(piece, None, weight)
+        self.sources.append(
+            {
+                "kind": "reference",
+                "fasta": os.fspath(fasta),
+                "regions": list(regions) if regions else None,
+                "n_sequences": len(self) - n_before,
+                "n_bases": self.n_bases - bases_before,
+            }
+        )
+        return self
+
+    def add_variant_windows(
+        self,
+        vcf: str | os.PathLike,
+        *,
+        fasta: str | os.PathLike,
+        regions: Sequence[str],
+        width: int = 512,
+        max_variants: int | None = None,
+        seed: int = 0,
+        weight: float = 1.0,
+    ) -> PretrainingCorpus:
+        """UKBioBERT's recipe: one window per ALT allele, centred on it, allele written in.
+
+        The window holds ``width // 2`` reference bases before the variant, the ALT
+        allele, and reference bases after the REF allele up to ``width`` bases. REF is
+        checked against the FASTA; symbolic alleles (``<DEL>``, ``*``, breakends) are
+        skipped. ``max_variants`` keeps a random subset (``seed``).
+        """
+        rng = np.random.default_rng(seed)
+        n_before, skipped = len(self), 0
+        with FastaReference(fasta) as reference, VariantFile(vcf, samples=[]) as reader:
+            for region in regions:
+                chrom, start, end = parse_region(region, reference.lengths)
+                block = reader.fetch(_vcf_contig(reader, chrom), start, end)
+                inside = np.flatnonzero(block.positions >= start)
+                if max_variants is not None and len(inside) > max_variants:
+                    inside = np.sort(rng.choice(inside, max_variants, replace=False))
+                for i in inside:
+                    pos, ref = int(block.positions[i]), block.refs[i].upper()
+                    left = max(pos - width // 2, 0)
+                    context = reference.fetch(chrom, left, pos + len(ref) + width, pad=True)
+                    observed = context[pos - left : pos - left + len(ref)].tobytes().decode()
+                    if observed != ref:
+                        raise InputFileError(
+                            reader.path,
+                            f"REF {ref} does not match the reference ({observed} at "
+                            f"{chrom}:{pos + 1}); is the VCF called on this genome build?",
+                            record=block.record_name(int(i)),
+                        )
+                    for alt in block.alts[i]:
+                        if _SYMBOLIC.search(alt):
+                            skipped += 1
+                            continue
+                        codes, mask = _write_allele(context, pos - left, ref, alt.upper(), width)
+                        self._add(codes, mask, weight)
+        self.sources.append(
+            {
+                "kind": "variant_windows",
+                "vcf": os.fspath(vcf),
+                "regions": list(regions),
+                "width": width,
+                "n_sequences": len(self) - n_before,
+                "symbolic_skipped": skipped,
+                "seed": seed,
+            }
+        )
+        return self
+
+    def add_haplotypes(
+        self,
+        vcf: str | os.PathLike,
+        *,
+        fasta: str | os.PathLike,
+        regions: Sequence[str],
+        samples: Sequence[str] | None = None,
+        n_samples: int | None = None,
+        window: int = 4096,
+        seed: int = 0,
+        unphased: str = "random",
+        weight: float = 1.0,
+    ) -> PretrainingCorpus:
+        """Real haplotypes of people from a VCF, tiled in ``window``-base pieces.
+
+        Parameters
+        ----------
+        samples
+            People to use; default: all, or ``n_samples`` drawn at random (``seed``).
+        window
+            Regions are cut into windows of this many reference bases; each distinct
+            haplotype of a window is added once, weighted by its number of carriers.
+        unphased
+            Policy for unphased heterozygous calls (as :func:`genlm_sc.pp.personal_sequences`).
+        """
+        from ..get import reference_positions, unique_haplotypes
+        from ..pp.gene_windows import gene_windows
+        from ..pp.personal import personal_sequences
+
+        with VariantFile(vcf) as reader:
+            available = list(reader.samples)
+        if samples is None:
+            samples = available
+            if n_samples is not None and n_samples < len(available):
+                pick = np.random.default_rng(seed).choice(len(available), n_samples, replace=False)
+                samples = [available[i] for i in np.sort(pick)]
+        tiles = _tiles(fasta, regions, window)
+        panel = gene_windows(tiles, fasta=fasta, width=window, anchor="tss")
+        cohort = personal_sequences(
+            vcf, fasta=fasta, genes=panel, samples=list(samples), unphased=unphased, seed=seed
+        )
+        n_before, n_people_bases = len(self), 0
+        with FastaReference(fasta) as reference:
+            for tile in cohort.var_names:
+                table = unique_haplotypes(cohort, tile)
+                positions = reference_positions(cohort, tile).values
+                row = cohort.var.loc[tile]
+                ref_codes = reference.fetch(row["chrom"], int(row["start"]), int(row["end"]))
+                for i, (sequence, count) in enumerate(
+                    zip(table["sequence"], table["count"], strict=True)
+                ):
+                    codes = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8).copy()
+                    pos = positions[i, : len(codes)]
+                    reference_base = ref_codes[np.clip(pos - int(row["start"]), 0, None)]
+                    mask = (pos < 0) | (reference_base != codes)
+                    self._add(codes, mask if mask.any() else None, weight * int(count))
+                    n_people_bases += len(codes) * int(count)
+        self.sources.append(
+            {
+                "kind": "haplotypes",
+                "vcf": os.fspath(vcf),
+                "regions": list(regions),
+                "n_samples": len(samples),
+                "samples_seed": seed,
+                "window": window,
+                "n_sequences": len(self) - n_before,
+                "person_haplotype_bases": n_people_bases,
+            }
+        )
+        return self
+
+    def description(self) -> list[dict[str, Any]]:
+        """What the corpus was built from (JSON-ready)."""
+        return [dict(s) for s in self.sources]
+
+
+class CropDataset:
+    """Random crops of a corpus, ``length`` bases each, drawn in proportion to weight × length.
+
+    Item ``i`` is a pure function of ``(seed, i)``, so an interrupted and resumed run sees
+    the same examples. Sequences shorter than ``length`` are returned whole.
+    """
+
+    def __init__(self, corpus: PretrainingCorpus, *, length: int, n_examples: int, seed: int = 0):
+        if not len(corpus):
+            raise ValueError("the pretraining corpus is empty")
+        self.corpus, self.length, self.n_examples, self.seed = corpus, length, n_examples, seed
+        sizes = np.array([max(len(s) - length + 1, 1) for s in corpus.sequences], dtype=float)
+        mass = sizes * np.asarray(corpus.weights, dtype=float)
+        self._cumulative = np.cumsum(mass / mass.sum())
+
+    def __len__(self) -> int:
+        return self.n_examples
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        rng = np.random.default_rng([self.seed, int(i)])
+        j = min(int(np.searchsorted(self._cumulative, rng.random(), side="right")), len(self) - 1)
+        j = min(j, len(self.corpus) - 1)
+        codes = self.corpus.sequences[j]
+        offset = int(rng.integers(0, max(len(codes) - self.length, 0) + 1))
+        crop = slice(offset, offset + self.length)
+        mask = self.corpus.variant_masks[j]
+        return {
+            "sequence": codes[crop].tobytes().decode("ascii"),
+            "variant": None if mask is None else mask[crop],
+        }
+
+
+def tile_sequences(corpus: PretrainingCorpus, *, length: int) -> list[dict[str, Any]]:
+    """Non-overlapping ``length``-base pieces of every corpus sequence (for evaluation)."""
+    out = []
+    for codes, mask in zip(corpus.sequences, corpus.variant_masks, strict=True):
+        for start in range(0, max(len(codes) - length // 2, 1), length):
+            piece = slice(start, start + length)
+            out.append(
+                {
+                    "sequence": codes[piece].tobytes().decode("ascii"),
+                    "variant": None if mask is None else mask[piece],
+                }
+            )
+    return out
+
+
+def _write_allele(
+    context: np.ndarray, at: int, ref: str, alt: str, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``context`` with ``ref`` at ``at`` replaced by ``alt``, cut to ``width`` bases."""
+    alt_codes = np.frombuffer(alt.encode("ascii"), dtype=np.uint8)
+    codes = np.concatenate([context[:at], alt_codes, context[at + len(ref) :]])[:width]
+    mask = np.zeros(len(codes), dtype=bool)
+    common = 0  # VCF indels repeat their first base: that base is not a variant
+    while common < min(len(ref), len(alt)) and ref[common] == alt[common]:
+        common += 1
+    changed = np.arange(at + common, at + max(len(alt), common + 1))
+    mask[changed[changed < len(codes)]] = True
+    if len(alt) < len(ref):  # a deletion: mark the two bases it joins
+        mask[max(at + len(alt) - 1, 0) : at + len(alt) + 1] = True
+    return codes, mask
+
+
+def _tiles(fasta: str | os.PathLike, regions: Sequence[str], window: int) -> pd.DataFrame:
+    """A gene-table of ``window``-base tiles covering the regions (for personal_sequences)."""
+    rows = []
+    with FastaReference(fasta) as reference:
+        for region in regions:
+            chrom, start, end = parse_region(region, reference.lengths)
+            for left in range(start, end - window + 1, window):
+                rows.append(
+                    {
+                        "gene_id": f"{chrom}:{left + 1}-{left + window}",
+                        "chrom": chrom,
+                        # a one-base "gene" whose TSS-anchored window is the tile
+                        "start": left + window // 2,
+                        "end": left + window // 2 + 1,
+                        "strand": "+",
+                    }
+                )
+    if not rows:
+        raise ValueError(f"the regions {list(regions)} hold no {window}-base window")
+    table = pd.DataFrame(rows)
+    table["gene_name"] = table["gene_id"]
+    table["gene_type"] = "tile"
+    return table.set_index("gene_id", drop=False)
+
+
+def _vcf_contig(reader: VariantFile, chrom: str) -> str:
+    from ..io.contigs import match_contigs
+
+    available = list(dict.fromkeys(reader.contigs + list(reader.header_contig_lengths())))
+    return match_contigs([chrom], available, path=reader.path)[chrom]
+
+
+def _fasta_sequences(
+    fasta: str | os.PathLike, regions: Sequence[str] | None
+) -> Iterable[np.ndarray]:
+    if regions:
+        with FastaReference(fasta) as reference:
+            for region in regions:
+                chrom, start, end = parse_region(region, reference.lengths)
+                yield reference.fetch(chrom, start, end)
+        return
+    path = Path(fasta)
+    if not path.exists():
+        raise InputFileError(path, "FASTA file not found")
+    with open(path, "rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    chunks: list[bytes] = []
+    with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if line.startswith(b">"):
+                if chunks:
+                    yield _upper_codes(b"".join(chunks))
+                chunks = []
+            elif line.strip():
+                if number == 1:
+                    raise InputFileError(path, "not a FASTA file (no '>' header)", record="line 1")
+                chunks.append(line.strip())
+    if chunks:
+        yield _upper_codes(b"".join(chunks))
+
+
+_UPPER = np.frombuffer(bytes(range(256)).upper(), dtype=np.uint8)
+_VALID = np.zeros(256, dtype=bool)
+_VALID[np.frombuffer(b"ACGTN", dtype=np.uint8)] = True
+
+
+def _upper_codes(raw: bytes) -> np.ndarray:
+    codes = _UPPER[np.frombuffer(raw, dtype=np.uint8)]
+    codes[~_VALID[codes]] = ord("N")
+    return codes
+
+
+def _split_on_n(codes: np.ndarray, min_length: int, max_n_run: int = 50) -> list[np.ndarray]:
+    """Pieces of ``codes`` between runs of more than ``max_n_run`` Ns."""
+    is_n = codes == ord("N")
+    if not is_n.any():
+        return [codes] if len(codes) >= min_length else []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], is_n.view(np.int8), [0]])))
+    pieces, cursor = [], 0
+    for run_start, run_end in zip(edges[::2], edges[1::2], strict=True):
+        if run_end - run_start > max_n_run:
+            pieces.append(codes[cursor:run_start])
+            cursor = run_end
+    pieces.append(codes[cursor:])
+    return [p for p in pieces if len(p) >= min_length]

@@ -1,0 +1,235 @@
+"""Sequences → fixed-size vectors with any Hugging Face DNA encoder.
+
+:class:`SequenceEncoder` wraps a model and its tokenizer for inference: sequences longer
+than the model's context are cut into chunks of whole tokens, chunks of similar length are
+batched together (little padding), the forward passes run under
+:func:`torch.inference_mode` in the chosen precision, and token states are pooled.
+
+Chunking and pooling
+    A sequence is tokenized whole (no special tokens), its tokens are split into runs of
+    at most ``max_length - 2`` (room for ``[CLS]``/``[SEP]`` where the tokenizer has them),
+    and every run is encoded on its own. ``pooling="mean"`` averages the hidden states of
+    all sequence tokens of all chunks (special and padding tokens excluded), so a long
+    window gets the same kind of vector as a short one; ``pooling="cls"`` averages the
+    chunks' first-token states, weighted by their numbers of tokens.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from .._devices import resolve_device, resolve_precision
+
+__all__ = ["SequenceEncoder", "load_encoder"]
+
+Pooling = Literal["mean", "cls"]
+
+
+class SequenceEncoder:
+    """A DNA encoder ready for inference.
+
+    Parameters
+    ----------
+    model
+        A Hugging Face model returning ``last_hidden_state`` / ``hidden_states`` (a base
+        model or a masked LM; for a masked LM its base model is used).
+    tokenizer
+        Its tokenizer (fast, with offsets).
+    device, precision
+        As in :func:`genlm_sc.tl.pretrain` (``"auto"``: bf16 where the hardware computes it
+        natively, else fp32).
+    max_length
+        Tokens per chunk, special tokens included (default: the model's
+        ``max_position_embeddings`` when it has one, else the tokenizer's
+        ``model_max_length``, at most 4,096).
+    source
+        Where the model came from (recorded next to the embeddings).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_length: int | None = None,
+        source: str | None = None,
+    ):
+
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.tokenizer = tokenizer
+        base = getattr(model, "base_model", model)
+        self.model = base.eval().to(self.device)
+        self.max_length = max_length or _context_length(model, tokenizer)
+        self.source = source
+        self._cls = tokenizer.cls_token_id
+        self._sep = tokenizer.sep_token_id
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @property
+    def hidden_size(self) -> int:
+        """Width of the vectors :meth:`embed` returns."""
+        return int(self.model.config.hidden_size)
+
+    @property
+    def n_layers(self) -> int:
+        """Hidden-state layers the model returns (embeddings included)."""
+        return int(self.model.config.num_hidden_layers) + 1
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready record of what produced the embeddings."""
+        return {
+            "model": self.source,
+            "model_type": self.model.config.model_type,
+            "hidden_size": self.hidden_size,
+            "max_length": self.max_length,
+            "precision": self.precision,
+        }
+
+    def chunk_ids(self, sequence: str) -> list[list[int]]:
+        """Token ids of each chunk of a sequence, special tokens added."""
+        ids = self.tokenizer(sequence, add_special_tokens=False, verbose=False)["input_ids"]
+        room = self.max_length - (self._cls is not None) - (self._sep is not None)
+        if room <= 0:
+            raise ValueError(f"max_length {self.max_length} leaves no room for sequence tokens")
+        chunks = [ids[i : i + room] for i in range(0, max(len(ids), 1), room)]
+        head = [self._cls] if self._cls is not None else []
+        tail = [self._sep] if self._sep is not None else []
+        return [head + chunk + tail for chunk in chunks]
+
+    def embed(
+        self,
+        sequences: Sequence[str],
+        *,
+        pooling: Pooling = "mean",
+        layer: int = -1,
+        batch_size: int = 16,
+        progress: bool = False,
+    ) -> np.ndarray:
+        """``(n_sequences, hidden_size)`` float32 vectors (see the module notes)."""
+        import torch
+        from tqdm.auto import tqdm
+
+        if pooling not in ("mean", "cls"):
+            raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
+        if pooling == "cls" and self._cls is None:
+            raise ValueError("pooling='cls' needs a tokenizer with a [CLS] token")
+        owner, chunks = [], []
+        for i, sequence in enumerate(sequences):
+            for chunk in self.chunk_ids(sequence):
+                owner.append(i)
+                chunks.append(chunk)
+        owner_array = np.asarray(owner, dtype=np.int64)
+        order = np.argsort([len(c) for c in chunks], kind="stable")
+        sums = np.zeros((len(sequences), self.hidden_size), dtype=np.float64)
+        weights = np.zeros(len(sequences), dtype=np.float64)
+        batches = range(0, len(order), batch_size)
+        with torch.inference_mode(), self._autocast():
+            for start in tqdm(batches, disable=not progress, desc="embedding", unit="batch"):
+                picked = order[start : start + batch_size]
+                ids, mask, keep = self._batch([chunks[j] for j in picked])
+                out = self.model(
+                    input_ids=ids, attention_mask=mask, output_hidden_states=layer != -1
+                )
+                states = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
+                states = states.float()
+                if pooling == "mean":
+                    vectors = (states * keep.unsqueeze(-1)).sum(1)
+                    counts = keep.sum(1)
+                else:
+                    counts = keep.sum(1)
+                    vectors = states[:, 0] * counts.unsqueeze(-1)
+                np.add.at(sums, owner_array[picked], vectors.cpu().double().numpy())
+                np.add.at(weights, owner_array[picked], counts.cpu().double().numpy())
+        return (sums / np.maximum(weights, 1)[:, None]).astype(np.float32)
+
+    def _batch(self, chunks: list[list[int]]):
+        import torch
+
+        width = max(len(c) for c in chunks)
+        ids = np.full((len(chunks), width), self._pad, dtype=np.int64)
+        mask = np.zeros((len(chunks), width), dtype=np.int64)
+        for row, chunk in enumerate(chunks):
+            ids[row, : len(chunk)] = chunk
+            mask[row, : len(chunk)] = 1
+        keep = mask.astype(bool)
+        if self._cls is not None:
+            keep[:, 0] = False
+        if self._sep is not None:
+            lengths = mask.sum(1)
+            keep[np.arange(len(chunks)), lengths - 1] = False
+        as_tensor = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        return as_tensor(ids), as_tensor(mask), as_tensor(keep.astype(np.float32))
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.precision in ("bf16", "fp16"):
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
+        return contextlib.nullcontext()
+
+
+def _context_length(model: Any, tokenizer: Any) -> int:
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if positions:
+        # ESM/RoBERTa-style models reserve position ids for padding
+        offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "esm") else 0
+        return int(positions) - offset
+    length = getattr(tokenizer, "model_max_length", None) or 512
+    return int(min(length, 4096))
+
+
+def load_encoder(
+    model: Any,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    max_length: int | None = None,
+) -> SequenceEncoder:
+    """A :class:`SequenceEncoder` from a checkpoint directory, a ``(model, tokenizer)`` pair
+    or an encoder (returned as is).
+
+    A directory is any local Hugging Face checkpoint of a BERT-family encoder with its
+    tokenizer: ours (:func:`genlm_sc.tl.pretrain`), DNABERT-style k-mer, Nucleotide
+    Transformer-style or DNABERT-2-style BPE models. Nothing is downloaded.
+    """
+    if isinstance(model, SequenceEncoder):
+        return model
+    if isinstance(model, str | os.PathLike):
+        from transformers import AutoModel
+        from transformers.utils import logging
+
+        from .tokenization import load_tokenizer
+
+        path = os.fspath(model)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"no model directory at {path} (models are never downloaded)")
+        verbosity = logging.get_verbosity()
+        logging.set_verbosity_error()  # the unused masked-LM head is expected
+        logging.disable_progress_bar()
+        try:
+            network = AutoModel.from_pretrained(path, local_files_only=True)
+        finally:
+            logging.set_verbosity(verbosity)
+            logging.enable_progress_bar()
+        tokenizer = load_tokenizer(path, local_files_only=True)
+        return SequenceEncoder(
+            network, tokenizer, device=device, precision=precision, max_length=max_length,
+            source=os.path.abspath(path),
+        )  # fmt: skip
+    if isinstance(model, tuple) and len(model) == 2:
+        network, tokenizer = model
+        return SequenceEncoder(
+            network, tokenizer, device=device, precision=precision, max_length=max_length,
+            source=type(network).__name__,
+        )  # fmt: skip
+    raise TypeError("model must be a checkpoint directory, a (model, tokenizer) pair or an encoder")

@@ -1,0 +1,128 @@
+"""Masked-LM batches for DNA: span masking for k-mers, more masking at variant positions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .tokenization import mask_span
+
+__all__ = ["DnaMaskingCollator"]
+
+
+class DnaMaskingCollator:
+    """Tokenize crops and choose the tokens a masked LM must predict.
+
+    Each token is picked with probability ``mlm_probability``, or
+    ``variant_mlm_probability`` when its bases include a variant (the corpus' variant
+    masks, mapped through the tokenizer's offsets). With overlapping k-mers a picked token
+    starts a span of ``k`` masked tokens, so the base they share cannot be read off the
+    unmasked neighbours (DNABERT); the start probability is divided by ``k`` so about
+    ``mlm_probability`` of the tokens end up masked. Of the picked tokens 80 % become
+    ``[MASK]``, 10 % a random token and 10 % stay, as in BERT.
+
+    Parameters
+    ----------
+    tokenizer
+        A DNA tokenizer (:func:`genlm_sc.models.build_tokenizer`).
+    max_length
+        Tokens per example (longer crops are truncated).
+    mlm_probability, variant_mlm_probability
+        Masking rates; ``None`` for the variant rate means no special treatment.
+    seed
+        With ``deterministic=True`` the masks of a batch depend only on ``seed`` and the
+        batch's sequences (evaluation sets); otherwise a running generator is used.
+    only_variants
+        Score only tokens covering a variant (evaluation of the variant-position metrics).
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        max_length: int,
+        mlm_probability: float = 0.15,
+        variant_mlm_probability: float | None = None,
+        seed: int = 0,
+        deterministic: bool = False,
+        only_variants: bool = False,
+    ):
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.mlm_probability = mlm_probability
+        self.variant_mlm_probability = variant_mlm_probability
+        self.span = mask_span(tokenizer)
+        self.seed = seed
+        self.deterministic = deterministic
+        self.only_variants = only_variants
+        self._rng = np.random.default_rng(seed)
+        specials = set(tokenizer.all_special_ids)
+        self._ordinary = np.array([i for i in range(len(tokenizer)) if i not in specials])
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        sequences = [e["sequence"] for e in examples]
+        encoded = self.tokenizer(
+            sequences,
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            return_tensors="np",
+        )
+        ids = encoded["input_ids"].astype(np.int64)
+        special = encoded["special_tokens_mask"].astype(bool)
+        variant = self._variant_tokens(examples, encoded["offset_mapping"], special)
+        rng = self._batch_rng(sequences)
+        if self.only_variants:
+            picked = variant & ~special
+        else:
+            rate = np.full(ids.shape, self.mlm_probability)
+            if self.variant_mlm_probability is not None:
+                rate[variant] = self.variant_mlm_probability
+            starts = (rng.random(ids.shape) < rate / self.span) & ~special
+            picked = _spread(starts, self.span) & ~special
+        labels = np.where(picked, ids, -100)
+        roll = rng.random(ids.shape)
+        masked_ids = ids.copy()
+        masked_ids[picked & (roll < 0.8)] = self.tokenizer.mask_token_id
+        swap = picked & (roll >= 0.8) & (roll < 0.9)
+        masked_ids[swap] = rng.choice(self._ordinary, int(swap.sum()))
+        return {
+            "input_ids": torch.from_numpy(masked_ids),
+            "attention_mask": torch.from_numpy(encoded["attention_mask"].astype(np.int64)),
+            "labels": torch.from_numpy(labels),
+        }
+
+    def _batch_rng(self, sequences: list[str]) -> np.random.Generator:
+        if not self.deterministic:
+            return self._rng
+        digest = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
+        return np.random.default_rng([self.seed, len(digest), int(digest.sum()) % (2**31)])
+
+    @staticmethod
+    def _variant_tokens(
+        examples: Sequence[dict[str, Any]], offsets: np.ndarray, special: np.ndarray
+    ) -> np.ndarray:
+        """``(batch, tokens)``: whether a token's bases include a variant base."""
+        out = np.zeros(special.shape, dtype=bool)
+        for row, example in enumerate(examples):
+            mask = example.get("variant")
+            if mask is None or not np.any(mask):
+                continue
+            covered = np.concatenate([[0], np.cumsum(np.asarray(mask, dtype=np.int64))])
+            start = np.minimum(offsets[row, :, 0], len(mask))
+            end = np.minimum(offsets[row, :, 1], len(mask))
+            out[row] = (covered[end] - covered[start] > 0) & ~special[row]
+        return out
+
+
+def _spread(starts: np.ndarray, span: int) -> np.ndarray:
+    """Each ``True`` also marks the ``span - 1`` positions after it."""
+    out = starts.copy()
+    for shift in range(1, span):
+        out[:, shift:] |= starts[:, :-shift]
+    return out

@@ -1,0 +1,148 @@
+"""Embeddings of gene windows, sequence panels and every distinct haplotype of a cohort."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import anndata as ad
+import numpy as np
+
+__all__ = ["embed"]
+
+
+def embed(
+    adata: ad.AnnData,
+    *,
+    model: Any,
+    key_added: str = "X_gl",
+    pooling: Literal["mean", "cls"] = "mean",
+    layer: int = -1,
+    batch_size: int = 16,
+    device: str = "auto",
+    precision: str = "auto",
+    max_length: int | None = None,
+    progress: bool = True,
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """Embed sequences with a DNA language model.
+
+    Parameters
+    ----------
+    adata
+        A gene panel (:func:`genlm_sc.pp.gene_windows`) or a sequence panel
+        (:func:`genlm_sc.pp.sequence_panel`): every observation's window is embedded into
+        ``obsm[key_added]``. Or a cohort (:func:`genlm_sc.pp.personal_sequences`): every
+        distinct haplotype in its store is embedded once and written to the store as the
+        variable ``key_added`` ``(haplotype, <key_added>_dim)``; read a person-level view
+        of one gene with :func:`genlm_sc.get.gene_view`.
+    model
+        A local checkpoint directory (ours from :func:`genlm_sc.tl.pretrain`, or a
+        DNABERT-style k-mer, Nucleotide Transformer-style or DNABERT-2-style BPE BERT-family
+        model with its tokenizer), a ``(model, tokenizer)`` pair, or a
+        :class:`~genlm_sc.models.SequenceEncoder`.
+    key_added
+        Where the embeddings go.
+    pooling
+        ``"mean"`` over sequence tokens or ``"cls"``. Windows longer than the model's context
+        are cut into chunks and pooled over all of them (:mod:`genlm_sc.models.encoder`).
+    layer
+        Hidden-state layer to pool (``-1``: the last; ``0``: the token embeddings).
+    batch_size
+        Chunks per forward pass.
+    device, precision
+        ``"auto"`` picks CUDA/MPS/CPU, and bf16 where the hardware computes it natively
+        (GPUs, CPUs with AMX or AVX-512 BF16); ``"fp32"``, ``"bf16"``, ``"fp16"`` force one.
+    max_length
+        Tokens per chunk (default: the model's context).
+    progress
+        Show a progress bar.
+    copy
+        Return a modified copy instead of writing into ``adata``. For a cohort the
+        embeddings are written to its store either way.
+
+    Returns
+    -------
+    ``None``, or the copy when ``copy=True``. Parameters are recorded in
+    ``uns["gl"]["embeddings"][key_added]`` (and, for a cohort, in the store variable's
+    attributes).
+    """
+    from ..models.encoder import load_encoder
+
+    adata = adata.copy() if copy else adata
+    encoder = load_encoder(model, device=device, precision=precision, max_length=max_length)
+    record = {**encoder.describe(), "pooling": pooling, "layer": layer}
+    gl_uns = adata.uns.setdefault("gl", {})
+    if gl_uns.get("store"):
+        record["n_forward_sequences"] = _embed_cohort(
+            adata, encoder, key_added=key_added, pooling=pooling, layer=layer,
+            batch_size=batch_size, progress=progress, record=record,
+        )  # fmt: skip
+    else:
+        from ..get import sequences
+
+        windows = sequences(adata).reindex(adata.obs_names)
+        adata.obsm[key_added] = encoder.embed(
+            list(windows), pooling=pooling, layer=layer, batch_size=batch_size, progress=progress
+        )
+    gl_uns.setdefault("embeddings", {})[key_added] = {
+        k: v for k, v in record.items() if v is not None
+    }
+    return adata if copy else None
+
+
+def _embed_cohort(
+    cohort: ad.AnnData,
+    encoder,
+    *,
+    key_added: str,
+    pooling: str,
+    layer: int,
+    batch_size: int,
+    progress: bool,
+    record: dict,
+    rows_per_block: int = 256,
+) -> int:
+    """Embed each distinct haplotype of the store once, streaming blocks into it."""
+    from ..store import add_haplotype_array, open_haplotypes
+
+    ds = open_haplotypes(cohort)
+    n = int(ds.sizes["haplotype"])
+    lengths = ds["haplotype_length"].values
+
+    def blocks():
+        from tqdm.auto import tqdm
+
+        starts = range(0, n, rows_per_block)
+        for start in tqdm(starts, disable=not progress, desc="haplotypes", unit="block"):
+            codes = ds["sequence"][start : start + rows_per_block].values
+            windows = [
+                codes[i, : lengths[start + i]].tobytes().decode("ascii") for i in range(len(codes))
+            ]
+            yield encoder.embed(windows, pooling=pooling, layer=layer, batch_size=batch_size)
+
+    add_haplotype_array(
+        cohort,
+        key_added,
+        blocks(),
+        shape=(n, encoder.hidden_size),
+        dims=("haplotype", f"{key_added}_dim"),
+        attrs={k: v for k, v in record.items() if v is not None},
+    )
+    return n
+
+
+def diploid_features(
+    embeddings: np.ndarray, haplotype_index: np.ndarray, *, diploid: str
+) -> np.ndarray:
+    """Person-level features from per-haplotype embeddings.
+
+    ``haplotype_index`` is ``(people, 2)``; ``diploid="concat"`` places the two haplotypes
+    side by side (in stored ploidy order, as UKBioBERT does), ``"mean"`` averages them
+    (phase-invariant).
+    """
+    first, second = embeddings[haplotype_index[:, 0]], embeddings[haplotype_index[:, 1]]
+    if diploid == "concat":
+        return np.concatenate([first, second], axis=1)
+    if diploid == "mean":
+        return (first + second) / 2
+    raise ValueError(f"diploid must be 'concat' or 'mean', not {diploid!r}")

@@ -1,0 +1,335 @@
+"""Masked-LM pretraining of DNA language models with :class:`transformers.Trainer`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .._devices import resolve_device, resolve_precision
+
+__all__ = ["pretrain"]
+
+RECORD = "genlm_pretraining.json"
+
+
+def pretrain(
+    corpus: Any,
+    *,
+    output_dir: str | os.PathLike,
+    eval_corpus: Any = None,
+    tokenizer: Any = "char",
+    k: int = 6,
+    vocab_size: int = 4096,
+    model: Any = None,
+    sequence_length: int = 512,
+    max_steps: int = 1500,
+    batch_size: int = 32,
+    learning_rate: float = 2e-3,
+    warmup_steps: int = 100,
+    weight_decay: float = 0.01,
+    mlm_probability: float = 0.15,
+    variant_mlm_probability: float | None = None,
+    eval_steps: int = 250,
+    eval_examples: int = 256,
+    save_steps: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
+    resume: bool = True,
+    genome_build: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Pretrain a masked DNA language model and save it as a Hugging Face checkpoint.
+
+    Parameters
+    ----------
+    corpus
+        A :class:`~genlm_sc.models.PretrainingCorpus` (reference sequence, and for a
+        variant-aware model variant-centred windows and/or real haplotypes), or the path
+        of a FASTA whose records are all used.
+    output_dir
+        Where the model, tokenizer, ``genlm_pretraining.json`` (corpus, variant recipe,
+        seeds, metrics) and ``checkpoints/`` go. An existing run there is resumed from its
+        last checkpoint when ``resume`` is true.
+    eval_corpus
+        Held-out sequence (a corpus, e.g. another region and held-out people). Default:
+        every 20th corpus sequence, or the last tenth of each when there are fewer than
+        20, is held out. With variant masks it also yields the metrics at variant
+        positions (``eval_variants_*``).
+    tokenizer
+        ``"char"``, ``"kmer"``, ``"nt_kmer"``, ``"bpe"`` (trained on the corpus with
+        ``vocab_size``), a tokenizer object, or a directory holding one.
+    k, vocab_size
+        For k-mer and BPE tokenizers.
+    model
+        ``None`` (the default :class:`~genlm_sc.models.GenlmConvConfig`: 8 dilated
+        convolution blocks of 128 channels, 1.7 M parameters), a ``dict`` of
+        ``GenlmConvConfig`` options, any :class:`~transformers.PretrainedConfig` with a
+        masked-LM head (e.g. ``BertConfig``), or a checkpoint directory to continue from.
+    sequence_length
+        Bases per training example (tokens are capped accordingly).
+    max_steps, batch_size, learning_rate, warmup_steps, weight_decay
+        Optimisation (AdamW, linear warm-up then cosine decay).
+    mlm_probability, variant_mlm_probability
+        Masking rate, and the rate at tokens covering a variant (``None``: the same).
+    eval_steps, eval_examples
+        Evaluate every ``eval_steps`` steps on up to ``eval_examples`` held-out windows.
+    save_steps
+        Checkpoint interval (default ``eval_steps``); the last two are kept.
+    seed
+        Seeds model initialisation, example order and masking.
+    device
+        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``. Several GPUs
+        or nodes: launch the script with ``torchrun``; the Trainer runs data-parallel.
+    precision
+        ``"auto"``: bf16 on GPUs that have it (fp16 on older ones), bf16 on CPUs with AMX
+        or AVX-512 BF16, else fp32.
+    resume
+        Continue from the last checkpoint in ``output_dir/checkpoints``.
+    genome_build
+        Recorded with the data parameters (e.g. ``"GRCh37"``).
+    progress
+        Show the progress bar and metrics.
+
+    Returns
+    -------
+    The output directory, loadable with ``AutoModelForMaskedLM.from_pretrained`` (after
+    ``import genlm_sc.models``) and by :func:`genlm_sc.tl.embed`. Final held-out metrics
+    (loss, perplexity, masked-token accuracy, bits per token; bits per base for
+    single-nucleotide tokens) are in ``genlm_pretraining.json``.
+    """
+    import torch
+    from transformers import TrainingArguments, set_seed
+
+    from ..models import PretrainingCorpus
+    from ..models.corpus import CropDataset, tile_sequences
+    from ..models.masking import DnaMaskingCollator
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    set_seed(seed)
+    if not isinstance(corpus, PretrainingCorpus):
+        corpus = PretrainingCorpus().add_fasta(corpus)
+    if eval_corpus is None:
+        corpus, eval_corpus = _hold_out(corpus)
+    tokenizer = _tokenizer(tokenizer, corpus, k=k, vocab_size=vocab_size)
+    tokenizer.model_max_length = max(tokenizer.model_max_length or 0, sequence_length + 2)
+    mlm = _model(model, tokenizer)
+    max_tokens = sequence_length + 2
+
+    train_set = CropDataset(
+        corpus, length=sequence_length, n_examples=max_steps * batch_size, seed=seed
+    )
+    held_out = tile_sequences(eval_corpus, length=sequence_length)
+    picks = np.random.default_rng(seed).permutation(len(held_out))[:eval_examples]
+    eval_sets = {"heldout": [held_out[i] for i in np.sort(picks)]}
+    with_variants = [t for t in held_out if t["variant"] is not None and t["variant"].any()]
+    if with_variants:
+        eval_sets["variants"] = with_variants[:eval_examples]
+    collator = DnaMaskingCollator(
+        tokenizer,
+        max_length=max_tokens,
+        mlm_probability=mlm_probability,
+        variant_mlm_probability=variant_mlm_probability,
+        seed=seed,
+    )
+    eval_collators = {
+        "heldout": DnaMaskingCollator(
+            tokenizer, max_length=max_tokens, mlm_probability=mlm_probability,
+            seed=seed + 1, deterministic=True,
+        ),
+        "variants": DnaMaskingCollator(
+            tokenizer, max_length=max_tokens, seed=seed + 1, deterministic=True,
+            only_variants=True,
+        ),
+    }  # fmt: skip
+
+    resolved = resolve_device(device)
+    dtype = resolve_precision(precision, resolved)
+    args = TrainingArguments(
+        output_dir=os.fspath(output_dir / "checkpoints"),
+        max_steps=max_steps,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size,
+        learning_rate=learning_rate,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        lr_scheduler_type="cosine",
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=save_steps or eval_steps,
+        save_total_limit=2,
+        logging_steps=max(min(eval_steps // 5, 50), 1),
+        seed=seed,
+        data_seed=seed,
+        bf16=dtype == "bf16",
+        fp16=dtype == "fp16",
+        use_cpu=resolved == "cpu",
+        report_to=[],
+        disable_tqdm=not progress,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        include_for_metrics=[],
+    )
+    trainer = _trainer_class()(
+        model=mlm,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_sets,
+        data_collator=collator,
+        eval_collators=eval_collators,
+        compute_metrics=_masked_accuracy,
+        preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
+    )
+    if not progress:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
+    trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = _final_metrics(trainer.evaluate(), tokenizer)
+    trainer.save_model(os.fspath(output_dir))
+    tokenizer.save_pretrained(os.fspath(output_dir))
+    record = {
+        "genome_build": genome_build,
+        "corpus": corpus.description(),
+        "eval_corpus": eval_corpus.description(),
+        "tokenizer": _tokenizer_record(tokenizer),
+        "seed": seed,
+        "sequence_length": sequence_length,
+        "mlm_probability": mlm_probability,
+        "variant_mlm_probability": variant_mlm_probability,
+        "max_steps": max_steps,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "device": resolved,
+        "precision": dtype,
+        "n_parameters": int(sum(p.numel() for p in mlm.parameters())),
+        "torch": torch.__version__,
+        "metrics": metrics,
+        "resumed_from": checkpoint,
+        "log_history": trainer.state.log_history,
+    }
+    (output_dir / RECORD).write_text(json.dumps(record, indent=2, default=str))
+    return output_dir
+
+
+def _trainer_class():
+    """A Trainer subclass, defined on first use (importing transformers is slow)."""
+    from transformers import Trainer
+
+    class DnaTrainer(Trainer):
+        """A Trainer with one data collator per evaluation set."""
+
+        def __init__(self, *args, eval_collators: dict[str, Any], **kwargs):
+            super().__init__(*args, **kwargs)
+            self._eval_collators = eval_collators
+
+        def get_eval_dataloader(self, eval_dataset=None):
+            name = eval_dataset if isinstance(eval_dataset, str) else None
+            collator = self._eval_collators.get(name) if name else None
+            if collator is None:
+                return super().get_eval_dataloader(eval_dataset)
+            training_collator = self.data_collator
+            self.data_collator = collator
+            try:
+                return super().get_eval_dataloader(eval_dataset)
+            finally:
+                self.data_collator = training_collator
+
+    return DnaTrainer
+
+
+def _hold_out(corpus):
+    """Split a corpus into training and held-out parts (see ``eval_corpus``)."""
+    from ..models import PretrainingCorpus
+
+    train, held = PretrainingCorpus(sources=corpus.sources), PretrainingCorpus()
+    many = len(corpus) >= 20
+    for i, (codes, mask, weight) in enumerate(
+        zip(corpus.sequences, corpus.variant_masks, corpus.weights, strict=True)
+    ):
+        if many:
+            (held if i % 20 == 19 else train)._add(codes, mask, weight)
+            continue
+        cut = len(codes) - len(codes) // 10
+        train._add(codes[:cut], None if mask is None else mask[:cut], weight)
+        held._add(codes[cut:], None if mask is None else mask[cut:], weight)
+    how = "every 20th sequence" if many else "last tenth of each sequence"
+    held.sources = [{"kind": "held out from the corpus", "how": how}]
+    return train, held
+
+
+def _tokenizer(tokenizer: Any, corpus, *, k: int, vocab_size: int):
+    from ..models import build_tokenizer, load_tokenizer
+
+    if isinstance(tokenizer, str) and tokenizer in ("char", "kmer", "nt_kmer", "bpe"):
+        sample = corpus.sequences[:: max(len(corpus) // 2000, 1)]
+        return build_tokenizer(tokenizer, k=k, corpus=sample, vocab_size=vocab_size)
+    if isinstance(tokenizer, str | os.PathLike):
+        return load_tokenizer(tokenizer)
+    return tokenizer
+
+
+def _model(model: Any, tokenizer):
+    from transformers import AutoModelForMaskedLM, PretrainedConfig
+
+    from ..models import GenlmConvConfig
+
+    if isinstance(model, str | os.PathLike):
+        return AutoModelForMaskedLM.from_pretrained(model)
+    if model is None or isinstance(model, dict):
+        options = {"hidden_size": 128, "num_conv_layers": 8, **(model or {})}
+        model = GenlmConvConfig(vocab_size=len(tokenizer), **options)
+    if not isinstance(model, PretrainedConfig):
+        raise TypeError(f"model must be None, a dict, a config or a directory, not {type(model)}")
+    if model.vocab_size < len(tokenizer):
+        raise ValueError(
+            f"the model's vocab_size {model.vocab_size} is smaller than the tokenizer's "
+            f"{len(tokenizer)}"
+        )
+    model.pad_token_id = tokenizer.pad_token_id
+    return AutoModelForMaskedLM.from_config(model)
+
+
+def _masked_accuracy(prediction) -> dict[str, float]:
+    predicted = np.asarray(prediction.predictions)
+    labels = np.asarray(prediction.label_ids)
+    scored = labels != -100
+    return {"accuracy": float((predicted[scored] == labels[scored]).mean()) if scored.any() else 0}
+
+
+def _final_metrics(raw: dict[str, float], tokenizer) -> dict[str, float]:
+    from ..models import tokenizer_info
+
+    out = {}
+    single_base = tokenizer_info(tokenizer)["kind"] == "char"
+    for key, value in raw.items():
+        out[key] = value
+        if key.endswith("_loss"):
+            stem = key[: -len("_loss")]
+            out[f"{stem}_perplexity"] = math.exp(value)
+            out[f"{stem}_bits_per_token"] = value / math.log(2)
+            if single_base:
+                out[f"{stem}_bits_per_base"] = value / math.log(2)
+    return out
+
+
+def _tokenizer_record(tokenizer) -> dict[str, Any]:
+    from ..models import tokenizer_info
+
+    return {**tokenizer_info(tokenizer), "vocab_size": len(tokenizer)}
+
+
+def _last_checkpoint(folder: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not folder.is_dir():
+        return None
+    return get_last_checkpoint(os.fspath(folder))

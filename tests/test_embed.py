@@ -1,0 +1,141 @@
+"""Embeddings: panels, cohorts (one forward pass per distinct haplotype), third-party models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import BertConfig, BertForMaskedLM, EsmConfig, EsmForMaskedLM
+
+import genlm_sc as gl
+from genlm_sc.models import (
+    GenlmConvConfig,
+    GenlmConvForMaskedLM,
+    SequenceEncoder,
+    build_tokenizer,
+    load_encoder,
+)
+
+RNG = np.random.default_rng(7)
+SEQUENCES = ["".join(RNG.choice(list("ACGT"), n)) for n in (40, 97, 150, 333)]
+
+
+def conv_checkpoint(folder, *, attention: int = 0):
+    """A tiny untrained genlm_conv masked LM with a char tokenizer, saved to ``folder``."""
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer("char", model_max_length=128)
+    config = GenlmConvConfig(
+        vocab_size=len(tokenizer), hidden_size=16, num_conv_layers=2, dilation_cycle=[1, 2],
+        num_attention_layers=attention, num_attention_heads=2,
+    )  # fmt: skip
+    GenlmConvForMaskedLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def third_party_checkpoint(folder, style: str):
+    """Tiny BERT-family checkpoints laid out as DNABERT, Nucleotide Transformer, DNABERT-2."""
+    torch.manual_seed(0)
+    if style == "dnabert":
+        tokenizer = build_tokenizer("kmer", k=3, model_max_length=512)
+    elif style == "nucleotide_transformer":
+        tokenizer = build_tokenizer("nt_kmer", k=3, model_max_length=512)
+    else:
+        tokenizer = build_tokenizer("bpe", corpus=SEQUENCES * 5, vocab_size=60)
+    common = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 32}  # fmt: skip
+    if style == "nucleotide_transformer":
+        config = EsmConfig(
+            vocab_size=len(tokenizer), max_position_embeddings=514, pad_token_id=0,
+            mask_token_id=4, position_embedding_type="rotary", **common,
+        )  # fmt: skip
+        model = EsmForMaskedLM(config)
+    else:
+        config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, **common)
+        model = BertForMaskedLM(config)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder, model, tokenizer
+
+
+def plain_mean(model, tokenizer, sequence: str) -> np.ndarray:
+    """Reference: one forward pass, mean over the non-special tokens."""
+    encoded = tokenizer(sequence, return_tensors="pt", return_special_tokens_mask=True)
+    keep = encoded.pop("special_tokens_mask")[0] == 0
+    with torch.inference_mode():
+        states = model.base_model(**encoded).last_hidden_state[0]
+    return states[keep].mean(0).numpy()
+
+
+@pytest.mark.parametrize("style", ["dnabert", "nucleotide_transformer", "dnabert2"])
+def test_third_party_checkpoints_load_and_match_a_plain_loop(tmp_path, style):
+    folder, model, tokenizer = third_party_checkpoint(tmp_path / style, style)
+    panel = gl.pp.sequence_panel({f"s{i}": s for i, s in enumerate(SEQUENCES[:3])})
+    gl.tl.embed(panel, model=folder, batch_size=2, progress=False, device="cpu")
+    assert panel.obsm["X_gl"].shape == (3, 16)
+    model.eval()
+    for i, sequence in enumerate(SEQUENCES[:3]):
+        expected = plain_mean(model, tokenizer, sequence)
+        np.testing.assert_allclose(panel.obsm["X_gl"][i], expected, atol=2e-5)
+    assert panel.uns["gl"]["embeddings"]["X_gl"]["model"] == str(folder)
+
+
+def test_batching_and_padding_do_not_change_embeddings(tmp_path):
+    encoder = load_encoder(conv_checkpoint(tmp_path / "m", attention=1), device="cpu")
+    together = encoder.embed(SEQUENCES, batch_size=4)
+    alone = np.stack([encoder.embed([s], batch_size=1)[0] for s in SEQUENCES])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+def test_long_windows_are_chunked_and_pooled_over_all_tokens(tmp_path):
+    encoder = load_encoder(conv_checkpoint(tmp_path / "m"), device="cpu", max_length=52)
+    sequence = SEQUENCES[3]  # 333 bases → chunks of 50 bases
+    chunks = encoder.chunk_ids(sequence)
+    assert [len(c) for c in chunks] == [52] * 6 + [35]
+    pieces = [sequence[i : i + 50] for i in range(0, 333, 50)]
+    per_piece = encoder.embed(pieces)
+    weights = np.array([len(p) for p in pieces], dtype=float)
+    expected = (per_piece * weights[:, None]).sum(0) / weights.sum()
+    np.testing.assert_allclose(encoder.embed([sequence])[0], expected, atol=1e-5)
+    cls = encoder.embed([sequence], pooling="cls")[0]
+    assert not np.allclose(cls, encoder.embed([sequence])[0])
+
+
+def test_cohort_embeds_each_distinct_haplotype_once(tmp_path):
+    encoder = SequenceEncoder(
+        *_loaded(conv_checkpoint(tmp_path / "m")), device="cpu", max_length=128
+    )
+    cohort = gl.datasets.example_cohort(width=256)
+    n_haplotypes = gl.get.haplotype_store(cohort).sizes["haplotype"]
+    gl.tl.embed(cohort, model=encoder, progress=False)
+    record = cohort.uns["gl"]["embeddings"]["X_gl"]
+    assert record["n_forward_sequences"] == n_haplotypes < 2 * cohort.n_obs * cohort.n_vars
+
+    gene = cohort.var_names[3]
+    view = gl.get.gene_view(cohort, gene)
+    assert view.obsm["X_gl"].shape == (cohort.n_obs, 32)
+    people = gl.get.haplotypes(cohort, gene, samples=list(cohort.obs_names[:5]))
+    direct = encoder.embed(list(people["haplotype_1"]) + list(people["haplotype_2"]))
+    np.testing.assert_allclose(view.obsm["X_gl"][:5, :16], direct[:5], atol=1e-5)
+    np.testing.assert_allclose(view.obsm["X_gl"][:5, 16:], direct[5:], atol=1e-5)
+    mean = gl.get.gene_view(cohort, gene, diploid="mean").obsm["X_gl"]
+    np.testing.assert_allclose(mean[:5], (direct[:5] + direct[5:]) / 2, atol=1e-5)
+
+    path = tmp_path / "c.zarr"  # on disk, embeddings are streamed into the store
+    gl.write(cohort, path)
+    again = gl.read(path)
+    gl.tl.embed(again, model=encoder, key_added="X_disk", progress=False)
+    stored = gl.get.haplotype_store(gl.read(path))["X_disk"]
+    assert stored.dims == ("haplotype", "X_disk_dim")
+    np.testing.assert_allclose(stored.values, gl.get.haplotype_store(cohort)["X_gl"].values,
+                               atol=1e-5)  # fmt: skip
+    with pytest.raises(KeyError, match=r"run gl\.tl\.embed"):
+        gl.get.gene_view(cohort, gene, key="X_missing")
+
+
+def _loaded(folder):
+    from transformers import AutoModel
+
+    from genlm_sc.models import load_tokenizer
+
+    return AutoModel.from_pretrained(folder), load_tokenizer(folder)

@@ -1,0 +1,199 @@
+"""Pretraining corpora, masking and masked-LM pretraining with tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pysam
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM, BertConfig
+
+import genlm_sc as gl
+from genlm_sc.io import InputFileError
+from genlm_sc.models import (
+    DnaMaskingCollator,
+    PretrainingCorpus,
+    build_tokenizer,
+    load_tokenizer,
+    parse_region,
+)
+
+TINY = {"hidden_size": 16, "num_conv_layers": 2, "dilation_cycle": [1, 2]}
+
+
+@pytest.fixture
+def small_genome(tmp_path):
+    """A 3 kb random contig and a VCF with an SNV, an insertion, a deletion and a symbolic."""
+    rng = np.random.default_rng(3)
+    contig = "".join(rng.choice(list("ACGT"), 3000))
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(">c1\n" + "\n".join(contig[i : i + 60] for i in range(0, 3000, 60)) + "\n")
+    pysam.faidx(str(fasta))
+    records = [  # (0-based position, ref, alt)
+        (999, contig[999], "G" if contig[999] != "G" else "T"),
+        (1499, contig[1499], contig[1499] + "TTA"),
+        (1999, contig[1999:2002], contig[1999]),
+        (2499, contig[2499], "<DEL>"),
+    ]
+    header = [
+        "##fileformat=VCFv4.2",
+        "##contig=<ID=c1,length=3000>",
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\ts2",
+    ]
+    lines = [f"c1\t{p + 1}\tv{i}\t{r}\t{a}\t.\tPASS\t.\tGT\t0|1\t1|1" for i, (p, r, a) in
+             enumerate(records)]  # fmt: skip
+    text = tmp_path / "calls.vcf"
+    text.write_text("\n".join(header + lines) + "\n")
+    vcf = tmp_path / "calls.vcf.gz"
+    pysam.tabix_compress(str(text), str(vcf))
+    pysam.tabix_index(str(vcf), preset="vcf")
+    return {"fasta": fasta, "vcf": vcf, "contig": contig, "records": records, "tmp": tmp_path}
+
+
+def test_parse_region():
+    assert parse_region("20:1,000,001-1,000,010") == ("20", 1_000_000, 1_000_010)
+    assert parse_region("c1", {"c1": 50}) == ("c1", 0, 50)
+    with pytest.raises(ValueError, match="start <= end"):
+        parse_region("20:10-5")
+
+
+def test_reference_corpus_reads_regions_and_records(small_genome, tmp_path):
+    corpus = PretrainingCorpus().add_fasta(small_genome["fasta"], regions=["c1:101-600"])
+    assert corpus.sequences[0].tobytes().decode() == small_genome["contig"][100:600]
+    multi = tmp_path / "multi.fa"
+    multi.write_text(">a\nacgtnnACGT\nAC\n>b\n" + "A" * 80 + "\n")
+    corpus = PretrainingCorpus().add_fasta(multi, min_length=5)
+    assert [s.tobytes().decode() for s in corpus.sequences] == ["ACGTNNACGTAC", "A" * 80]
+    assert corpus.sources[0]["n_bases"] == 92
+
+
+def test_variant_windows_write_the_allele_in_the_centre(small_genome):
+    corpus = PretrainingCorpus().add_variant_windows(
+        small_genome["vcf"], fasta=small_genome["fasta"], regions=["c1"], width=100
+    )
+    contig = small_genome["contig"]
+    assert len(corpus) == 3 and corpus.sources[0]["symbolic_skipped"] == 1
+    records = small_genome["records"]
+    (snv_pos, _, snv_alt), (ins_pos, _, ins_alt), (del_pos, _, del_alt) = records[:3]
+    snv, insertion, deletion = (s.tobytes().decode() for s in corpus.sequences)
+    assert snv == contig[snv_pos - 50 : snv_pos] + snv_alt + contig[snv_pos + 1 : snv_pos + 50]
+    assert insertion == (contig[ins_pos - 50 : ins_pos] + ins_alt + contig[ins_pos + 1 :])[:100]
+    assert deletion == (contig[del_pos - 50 : del_pos] + del_alt + contig[del_pos + 3 :])[:100]
+    assert np.flatnonzero(corpus.variant_masks[0]).tolist() == [50]
+    assert np.flatnonzero(corpus.variant_masks[1]).tolist() == [51, 52, 53]  # inserted TTA
+    assert np.flatnonzero(corpus.variant_masks[2]).tolist() == [50, 51]  # the joined bases
+
+
+def test_variant_windows_check_ref(small_genome, tmp_path):
+    fasta = tmp_path / "other.fa"
+    fasta.write_text(">c1\n" + "A" * 3000 + "\n")
+    pysam.faidx(str(fasta))
+    with pytest.raises(InputFileError, match=r"REF .* does not match") as err:
+        PretrainingCorpus().add_variant_windows(
+            small_genome["vcf"], fasta=fasta, regions=["c1"], width=100
+        )
+    assert "calls.vcf.gz" in str(err.value) and "v" in str(err.value.record)
+
+
+def test_haplotype_corpus_is_the_cohort_haplotypes(example):
+    corpus = PretrainingCorpus().add_haplotypes(
+        example.vcf, fasta=example.fasta, regions=["20:1200001-1208192"], n_samples=40,
+        window=4096, seed=1,
+    )  # fmt: skip
+    reference = PretrainingCorpus().add_fasta(example.fasta, regions=["20:1200001-1208192"])
+    ref = reference.sequences[0]
+    assert corpus.sources[0]["n_samples"] == 40
+    # each tile's weights add up to the 80 person-haplotypes
+    assert sum(corpus.weights) == pytest.approx(2 * 80)
+    with_variants = [m for m in corpus.variant_masks if m is not None]
+    assert with_variants, "40 people carry some variant in 8 kb"
+    for codes, mask in zip(corpus.sequences, corpus.variant_masks, strict=True):
+        if mask is None:  # identical to one of the two reference tiles
+            text = codes.tobytes()
+            assert text in (ref[:4096].tobytes(), ref[4096:].tobytes())
+        elif len(codes) == 4096:  # SNVs only: the mask marks exactly the differing bases
+            tile = ref[:4096] if (codes[:100] == ref[:100]).mean() > 0.9 else ref[4096:]
+            if (codes != tile).sum() == mask.sum():
+                assert np.array_equal(codes != tile, mask)
+
+
+def test_span_masking_for_kmers_and_variant_rate():
+    tokenizer = build_tokenizer("kmer", k=3)
+    collator = DnaMaskingCollator(tokenizer, max_length=600, mlm_probability=0.15, seed=0)
+    rng = np.random.default_rng(0)
+    sequence = "".join(rng.choice(list("ACGT"), 500))
+    batch = collator([{"sequence": sequence, "variant": None}] * 8)
+    scored = (batch["labels"] != -100).numpy()
+    assert 0.08 < scored.mean() < 0.22
+    for row in scored:  # masked tokens come in runs of at least k (clipped at the end)
+        tokens = row[1:-1].astype(int)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], tokens, [0]])))
+        starts, ends = edges[::2], edges[1::2]
+        assert ((ends - starts >= 3) | (ends == len(tokens))).all()
+    variant = np.zeros(500, bool)
+    variant[[100, 300]] = True
+    boosted = DnaMaskingCollator(
+        build_tokenizer("char"), max_length=600, mlm_probability=0.0, variant_mlm_probability=1.0
+    )([{"sequence": sequence, "variant": variant}])
+    assert np.flatnonzero(boosted["labels"][0] != -100).tolist() == [101, 301]  # after [CLS]
+
+
+def test_pretrain_learns_saves_and_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    motif = "".join(rng.choice(list("ACGT"), 7))
+    train = PretrainingCorpus()
+    train._add(np.frombuffer((motif * 400).encode(), np.uint8), None, 1.0)
+    held = PretrainingCorpus()
+    held._add(np.frombuffer((motif * 40).encode(), np.uint8), None, 1.0)
+    out = gl.tl.pretrain(
+        train, eval_corpus=held, output_dir=tmp_path / "m", model=TINY, sequence_length=64,
+        max_steps=40, batch_size=8, learning_rate=5e-3, warmup_steps=5, eval_steps=20,
+        device="cpu", progress=False,
+    )  # fmt: skip
+    record = json.loads((out / "genlm_pretraining.json").read_text())
+    assert record["metrics"]["eval_heldout_accuracy"] > 0.9  # a period-7 sequence is learnable
+    assert record["metrics"]["eval_heldout_bits_per_base"] < 1.5  # 2 for guessing
+    assert record["tokenizer"]["kind"] == "char" and record["device"] == "cpu"
+    model = AutoModelForMaskedLM.from_pretrained(out)
+    tokenizer = load_tokenizer(out)
+    ids = tokenizer(motif * 3, return_tensors="pt")
+    ids["input_ids"][0, 8] = tokenizer.mask_token_id
+    with torch.inference_mode():
+        predicted = model(**ids).logits[0, 8].argmax().item()
+    assert tokenizer.convert_ids_to_tokens(predicted) == (motif * 3)[7]
+    # resuming continues from the last checkpoint instead of starting over
+    gl.tl.pretrain(
+        train, eval_corpus=held, output_dir=out, model=TINY, sequence_length=64, max_steps=50,
+        batch_size=8, eval_steps=20, device="cpu", progress=False,
+    )  # fmt: skip
+    record = json.loads((out / "genlm_pretraining.json").read_text())
+    assert record["resumed_from"].endswith("checkpoint-40")
+    steps = [entry["step"] for entry in record["log_history"] if "loss" in entry]
+    assert max(steps) > 40 and len(steps) == len(set(steps))
+
+
+def test_pretrain_kmer_bert_with_variants(example, tmp_path):
+    region = ["20:1500001-1520000"]
+    corpus = PretrainingCorpus().add_fasta(example.fasta, regions=region)
+    corpus.add_variant_windows(example.vcf, fasta=example.fasta, regions=region, width=64)
+    held = PretrainingCorpus().add_variant_windows(
+        example.vcf, fasta=example.fasta, regions=["20:1600001-1610000"], width=64
+    )
+    config = BertConfig(
+        vocab_size=4**3 + 5, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=128,
+    )  # fmt: skip
+    out = gl.tl.pretrain(
+        corpus, eval_corpus=held, output_dir=tmp_path / "bert", tokenizer="kmer", k=3,
+        model=config, sequence_length=64, max_steps=4, batch_size=4, eval_steps=4,
+        variant_mlm_probability=0.5, device="cpu", progress=False, genome_build="GRCh37",
+    )  # fmt: skip
+    record = json.loads((out / "genlm_pretraining.json").read_text())
+    assert {s["kind"] for s in record["corpus"]} == {"reference", "variant_windows"}
+    assert "eval_variants_accuracy" in record["metrics"]
+    assert record["genome_build"] == "GRCh37" and record["variant_mlm_probability"] == 0.5
+    assert type(AutoModelForMaskedLM.from_pretrained(out)).__name__ == "BertForMaskedLM"
+    assert load_tokenizer(out).tokenize("ACGTA") == ["ACG", "CGT", "GTA"]
