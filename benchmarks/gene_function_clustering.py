@@ -77,8 +77,23 @@ def main() -> None:
     parser.add_argument("--model", help="model folder for gl.tl.embed (obsm['X_gl'])")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--replot", action="store_true", help="only redraw the saved CSV")
     args = parser.parse_args()
+    stem = args.out / f"gene_function_clustering_{args.labels}"
+    if args.replot:
+        saved = pd.read_csv(f"{stem}.csv")
+        tables = {n: t.drop(columns="name") for n, t in saved.groupby("name", sort=False)}
+    else:
+        tables = evaluate(args)
+        args.out.mkdir(parents=True, exist_ok=True)
+        pd.concat(tables, names=["name", None]).reset_index(0).to_csv(f"{stem}.csv", index=False)
+    plot(tables, f"Promoters vs {args.labels} labels, probe folds grouped by chromosome")
+    plt.savefig(f"{stem}.png", dpi=150)
+    print(f"wrote {stem}.csv and .png")
 
+
+def evaluate(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
+    """Results table of each representation."""
     start = time.perf_counter()
     panel = load_panel(args.data, args.labels)
     keys = add_representations(panel, args.only, args.model, args.seed)
@@ -97,17 +112,18 @@ def main() -> None:
         )
         print(f"{name}: {time.perf_counter() - tic:.0f} s")
         print(summary(tables[name]).to_string(), flush=True)
+    print(f"total {time.perf_counter() - start:.0f} s")
+    return tables
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"gene_function_clustering_{args.labels}"
-    pd.concat(tables, names=["name", None]).reset_index(0).to_csv(f"{stem}.csv", index=False)
-    fig, (sweep, bars) = plt.subplots(1, 2, figsize=(13, 4.8), width_ratios=(1, 1.15))
-    gl.pl.cluster_agreement(next(iter(tables.values())), ax=sweep)
+
+def plot(tables: dict[str, pd.DataFrame], title: str) -> None:
+    """Leiden sweep of the first representation, next to summary metrics of all."""
+    fig, (sweep, bars) = plt.subplots(1, 2, figsize=(13, 5.6), width_ratios=(1, 1.15))
+    first = next(iter(tables))
+    gl.pl.cluster_agreement(tables[first], title=f"Leiden clusters of {first}", ax=sweep)
     gl.pl.cluster_agreement(tables, ax=bars)
-    fig.suptitle(f"Promoters vs {args.labels} labels, probe folds grouped by chromosome")
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(f"{stem}.png", dpi=150)
-    print(f"wrote {stem}.csv and .png; total {time.perf_counter() - start:.0f} s")
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:

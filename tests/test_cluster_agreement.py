@@ -93,7 +93,7 @@ def test_kmer_canonical():
     np.testing.assert_array_equal(panel.obsm["c"][0], panel.obsm["c"][1])
 
 
-def test_kmer_copy_and_random_sequences_against_naive():
+def test_kmer_copy_and_random_sequences_against_naive(tmp_path):
     rng = np.random.default_rng(1)
     sequences = {
         f"s{i}": "".join(rng.choice(list("ACGTN"), p=[0.24] * 4 + [0.04], size=n))
@@ -108,6 +108,11 @@ def test_kmer_copy_and_random_sequences_against_naive():
         assert _profile_of(out, row) == pytest.approx(
             {(4, m): c / total for m, c in counts.items()}
         )
+    out.write_h5ad(tmp_path / "kmer.h5ad")
+    back = ad.read_h5ad(tmp_path / "kmer.h5ad")
+    np.testing.assert_array_equal(back.obsm["X_kmer"], out.obsm["X_kmer"])
+    assert list(back.uns["X_kmer"]["features"]) == list(out.uns["X_kmer"]["features"])
+    assert back.uns["X_kmer"]["canonical"]
 
 
 def test_several_k_in_any_order():
@@ -181,10 +186,14 @@ def test_table_layout(evaluated):
     np.testing.assert_allclose(
         leiden["resolution"].iloc[:20], np.round(np.arange(0.1, 2.01, 0.1), 1)
     )
-    best = _summary(results, "X_gl")
-    sweep = leiden[leiden["representation"] == "X_gl"]
-    assert best["nmi"] == sweep["nmi"].max()
-    assert best["resolution"] == sweep["resolution"].iloc[int(sweep["nmi"].argmax())]
+    for representation in ("X_gl", "random null"):
+        best = _summary(results, representation)
+        sweep = leiden[leiden["representation"] == representation]
+        assert best["nmi"] == sweep["nmi"].max()
+        assert best["resolution"] == sweep["resolution"].iloc[int(sweep["nmi"].argmax())]
+        assert best["n_clusters"] == sweep["n_clusters"].iloc[int(sweep["nmi"].argmax())]
+    # Noise splits into more clusters as the resolution grows.
+    assert sweep["n_clusters"].iloc[-1] > sweep["n_clusters"].iloc[0]
 
 
 def test_missing_labels_are_ignored(evaluated):

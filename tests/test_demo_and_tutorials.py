@@ -13,9 +13,11 @@ TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("*.py"))
 def test_demo_runs(tmp_path):
     from genlm_sc.demo import main
 
-    main(str(tmp_path / "demo"))
+    main(str(tmp_path / "demo"), pretrain_steps=4)
     assert (tmp_path / "demo" / "cohort.zarr" / "zarr.json").exists()
     assert (tmp_path / "demo" / "haplotype_diversity.png").stat().st_size > 10_000
+    assert (tmp_path / "demo" / "chr20_lm" / "config.json").exists()
+    assert (tmp_path / "demo" / "people_umap.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=[p.name for p in TUTORIALS])

@@ -132,6 +132,17 @@ def test_cohort_embeds_each_distinct_haplotype_once(tmp_path):
     with pytest.raises(KeyError, match=r"run gl\.tl\.embed"):
         gl.get.gene_view(cohort, gene, key="X_missing")
 
+    # only some genes: their haplotypes are embedded, the others stay NaN
+    gl.tl.embed(cohort, model=encoder, key_added="X_some", genes=[gene], progress=False)
+    some = gl.get.haplotype_store(cohort)["X_some"].values
+    assert cohort.uns["gl"]["embeddings"]["X_some"]["n_forward_sequences"] == int(
+        cohort.var.loc[gene, "n_haplotypes"]
+    )
+    np.testing.assert_allclose(
+        gl.get.gene_view(cohort, gene, key="X_some").obsm["X_some"], view.obsm["X_gl"], atol=1e-5
+    )
+    assert np.isnan(some).any(axis=1).sum() == n_haplotypes - cohort.var.loc[gene, "n_haplotypes"]
+
 
 def _loaded(folder):
     from transformers import AutoModel

@@ -10,6 +10,7 @@ from .conv_lm import GenlmConvConfig, GenlmConvForMaskedLM, GenlmConvModel
 from .corpus import CropDataset, PretrainingCorpus, parse_region
 from .encoder import SequenceEncoder, load_encoder
 from .masking import DnaMaskingCollator
+from .record import pretraining_record
 from .tokenization import (
     KmerTokenizerFast,
     build_tokenizer,
@@ -33,6 +34,7 @@ __all__ = [
     "load_tokenizer",
     "mask_span",
     "parse_region",
+    "pretraining_record",
     "token_base_spans",
     "tokenizer_info",
 ]

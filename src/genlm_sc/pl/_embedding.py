@@ -79,6 +79,7 @@ def cluster_agreement(
     *,
     key: str = "gl_cluster_agreement",
     metrics: Sequence[str] = ("nmi", "ari", "ami", "probe_balanced_accuracy"),
+    title: str | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Agreement of clusters with labels, from :func:`genlm_sc.tl.cluster_agreement`.
@@ -95,6 +96,9 @@ def cluster_agreement(
         Key of the results in ``uns``.
     metrics
         Summary metrics compared (mapping input): columns of the results table.
+    title
+        Title (default: what is shown); the single-representation plot adds the summary
+        metrics under it.
     ax
         Axes to draw into (a new figure when ``None``).
 
@@ -104,8 +108,8 @@ def cluster_agreement(
     """
     if isinstance(adata, Mapping):
         tables = {name: _results(value, key) for name, value in adata.items()}
-        return _compare(tables, metrics=metrics, ax=ax)
-    return _sweep(_results(adata, key), ax=ax)
+        return _compare(tables, metrics=metrics, title=title, ax=ax)
+    return _sweep(_results(adata, key), title=title, ax=ax)
 
 
 def _results(value: Results, key: str) -> pd.DataFrame:
@@ -130,9 +134,9 @@ def _summary(rows: pd.DataFrame) -> pd.Series:
     return rows[rows["kind"] == "summary"].iloc[0]
 
 
-def _sweep(table: pd.DataFrame, *, ax: Axes | None) -> Axes:
+def _sweep(table: pd.DataFrame, *, title: str | None, ax: Axes | None) -> Axes:
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.4))
+        _, ax = plt.subplots(figsize=(6.4, 5))
     name, rows, null = _split(table)
     for rep, style in ((rows, "-"), (null, "--")):
         if rep is None:
@@ -144,66 +148,70 @@ def _sweep(table: pd.DataFrame, *, ax: Axes | None) -> Axes:
     best = _summary(rows)
     ax.axvline(best["resolution"], color="grey", ls=":", lw=1)
     ax.plot([best["resolution"]] * 3, best[list(_COLORS)], "o", color="k", ms=4)
-    ax.annotate(
-        f"best NMI: resolution {best['resolution']:g}, {int(best['n_clusters'])} clusters",
-        (best["resolution"], ax.get_ylim()[1]),
-        xytext=(3, -10),
-        textcoords="offset points",
-        fontsize=8,
-    )
-    ax.text(
-        0.99,
-        0.5,
-        _summary_text(best, None if null is None else _summary(null)),
-        transform=ax.transAxes,
-        ha="right",
-        va="center",
-        fontsize=8,
-        bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"},
-    )
     ax.set_xlabel("leiden resolution")
     ax.set_ylabel("agreement with labels")
-    ax.set_title(f"Clusters of {name} vs labels ({int(best['n_obs'])} observations)", fontsize=10)
-    ax.legend(fontsize=7, ncols=2 if null is not None else 1, loc="upper left", framealpha=0.9)
+    heading = title or f"Clusters of {name} vs labels"
+    summary = _summary_text(best, None if null is None else _summary(null))
+    ax.set_title(f"{heading}\n{summary}", fontsize=9)
+    ncols = 3 if null is None else 2  # a column of solid lines, one of dashed
+    ax.legend(fontsize=7, ncols=ncols, loc="upper center", bbox_to_anchor=(0.5, -0.13))
     return ax
 
 
 def _summary_text(best: pd.Series, null: pd.Series | None) -> str:
-    lines = [f"ASW {best['asw']:.3f}, mean {best['mean']:.3f}"]
+    """Two lines: the best clustering, then the resolution-free metrics."""
+    lines = [
+        f"{int(best['n_obs'])} labelled; best NMI (dotted) at resolution {best['resolution']:g} "
+        f"({int(best['n_clusters'])} clusters)",
+        f"ASW {best['asw']:.3f}, mean {best['mean']:.3f}",
+    ]
     if np.isfinite(best["probe_balanced_accuracy"]):
-        probe = f"probe bal. acc. {best['probe_balanced_accuracy']:.3f}"
+        lines[1] += f"; probe bal. acc. {best['probe_balanced_accuracy']:.3f}"
         if null is not None and np.isfinite(null["probe_balanced_accuracy"]):
-            probe += f" (null {null['probe_balanced_accuracy']:.3f})"
-        lines.append(probe + f", chance {best['chance']:.3f}")
+            lines[1] += f" (null {null['probe_balanced_accuracy']:.3f})"
+        lines[1] += f", chance {best['chance']:.3f}"
     return "\n".join(lines)
 
 
 def _compare(
-    tables: Mapping[str, pd.DataFrame], *, metrics: Sequence[str], ax: Axes | None
+    tables: Mapping[str, pd.DataFrame],
+    *,
+    metrics: Sequence[str],
+    title: str | None,
+    ax: Axes | None,
 ) -> Axes:
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 + 1.1 * len(metrics) * max(len(tables), 2) / 2, 4.4))
+        _, ax = plt.subplots(figsize=(1.5 + 0.6 * len(metrics) * max(len(tables), 2), 4.6))
+    metrics = list(metrics)
     width = 0.8 / len(tables)
     centres = np.arange(len(metrics))
-    null_drawn = False
     for i, (name, table) in enumerate(tables.items()):
         _, rows, null = _split(table)
-        best = _summary(rows)
         x = centres - 0.4 + width * (i + 0.5)
-        values = best[list(metrics)].to_numpy(dtype=float)
-        bars = ax.bar(x, values, width * 0.9, label=name, color=f"C{i}")
-        ax.bar_label(bars, fmt="%.3f", fontsize=6, padding=1)
+        values = _summary(rows)[metrics].to_numpy(dtype=float)
+        ax.bar(x, values, width * 0.9, label=name, color=f"C{i}")
+        tops = values
         if null is not None:
-            null_values = _summary(null)[list(metrics)].to_numpy(dtype=float)
-            label = None if null_drawn else "random null (same shape)"
+            null_values = _summary(null)[metrics].to_numpy(dtype=float)
+            label = "random null (same shape)" if i == 0 else None
             ax.scatter(x, null_values, marker="_", s=250, color="k", lw=2, label=label, zorder=3)
-            null_drawn = True
+            tops = np.fmax(values, null_values)
+        for xi, value, top in zip(x, values, tops, strict=True):
+            text = f"{value:.3f}".replace("-0.000", "0.000")
+            ax.annotate(
+                text,
+                (xi, max(top, 0)),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                fontsize=6,
+            )
     if "probe_balanced_accuracy" in metrics:
-        at = list(metrics).index("probe_balanced_accuracy")
+        at = metrics.index("probe_balanced_accuracy")
         chance = _summary(next(iter(tables.values())))["chance"]
         ax.hlines(chance, at - 0.45, at + 0.45, colors="grey", linestyles=":", label="chance")
     ax.set_xticks(centres, [_LABELS.get(m, m) for m in metrics], fontsize=8)
-    ax.set_ylabel("score at best-NMI resolution (probe: CV mean)")
-    ax.set_title("Agreement with labels, by representation", fontsize=10)
+    ax.set_ylabel("at the best-NMI resolution (probe: mean over folds)", fontsize=8)
+    ax.set_title(title or "Agreement with labels, by representation", fontsize=10)
     ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
     return ax

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import anndata as ad
@@ -21,6 +22,7 @@ def embed(
     device: str = "auto",
     precision: str = "auto",
     max_length: int | None = None,
+    genes: Sequence[str] | None = None,
     progress: bool = True,
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -54,6 +56,9 @@ def embed(
         (GPUs, CPUs with AMX or AVX-512 BF16); ``"fp32"``, ``"bf16"``, ``"fp16"`` force one.
     max_length
         Tokens per chunk (default: the model's context).
+    genes
+        For a cohort: embed only the haplotypes of these genes (ids or names); the rows of
+        other genes are ``NaN`` in the stored variable, which replaces any earlier one.
     progress
         Show a progress bar.
     copy
@@ -75,7 +80,7 @@ def embed(
     if gl_uns.get("store"):
         record["n_forward_sequences"] = _embed_cohort(
             adata, encoder, key_added=key_added, pooling=pooling, layer=layer,
-            batch_size=batch_size, progress=progress, record=record,
+            batch_size=batch_size, progress=progress, record=record, genes=genes,
         )  # fmt: skip
     else:
         from ..get import sequences
@@ -100,25 +105,45 @@ def _embed_cohort(
     batch_size: int,
     progress: bool,
     record: dict,
+    genes: Sequence[str] | None,
     rows_per_block: int = 256,
 ) -> int:
     """Embed each distinct haplotype of the store once, streaming blocks into it."""
+    from ..get import _gene_slice
     from ..store import add_haplotype_array, open_haplotypes
 
     ds = open_haplotypes(cohort)
     n = int(ds.sizes["haplotype"])
     lengths = ds["haplotype_length"].values
+    wanted = np.ones(n, dtype=bool)
+    if genes is not None:
+        wanted[:] = False
+        for gene in genes:
+            _, lo, hi = _gene_slice(ds, gene, cohort)
+            wanted[lo:hi] = True
+        record["genes"] = list(genes)
 
     def blocks():
         from tqdm.auto import tqdm
 
         starts = range(0, n, rows_per_block)
-        for start in tqdm(starts, disable=not progress, desc="haplotypes", unit="block"):
-            codes = ds["sequence"][start : start + rows_per_block].values
-            windows = [
-                codes[i, : lengths[start + i]].tobytes().decode("ascii") for i in range(len(codes))
-            ]
-            yield encoder.embed(windows, pooling=pooling, layer=layer, batch_size=batch_size)
+        busy = sum(bool(wanted[s : s + rows_per_block].any()) for s in starts)
+        done = tqdm(total=busy, disable=not progress, desc="haplotypes", unit="block")
+        for start in starts:
+            rows = np.flatnonzero(wanted[start : start + rows_per_block])
+            width = (min(rows_per_block, n - start), encoder.hidden_size)
+            block = np.full(width, np.nan, dtype=np.float32)
+            if len(rows):
+                codes = ds["sequence"][start + rows[0] : start + rows[-1] + 1].values
+                windows = [
+                    codes[i - rows[0], : lengths[start + i]].tobytes().decode("ascii") for i in rows
+                ]
+                block[rows] = encoder.embed(
+                    windows, pooling=pooling, layer=layer, batch_size=batch_size
+                )
+                done.update()
+            yield block
+        done.close()
 
     add_haplotype_array(
         cohort,
@@ -128,7 +153,7 @@ def _embed_cohort(
         dims=("haplotype", f"{key_added}_dim"),
         attrs={k: v for k, v in record.items() if v is not None},
     )
-    return n
+    return int(wanted.sum())
 
 
 def diploid_features(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -11,10 +12,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .._devices import resolve_device, resolve_precision
+from ..models.record import RECORD_FILE
 
 __all__ = ["pretrain"]
-
-RECORD = "genlm_pretraining.json"
 
 
 def pretrain(
@@ -27,14 +27,14 @@ def pretrain(
     vocab_size: int = 4096,
     model: Any = None,
     sequence_length: int = 512,
-    max_steps: int = 1500,
-    batch_size: int = 32,
+    max_steps: int = 400,
+    batch_size: int = 16,
     learning_rate: float = 2e-3,
     warmup_steps: int = 100,
     weight_decay: float = 0.01,
     mlm_probability: float = 0.15,
     variant_mlm_probability: float | None = None,
-    eval_steps: int = 250,
+    eval_steps: int = 100,
     eval_examples: int = 256,
     save_steps: int | None = None,
     seed: int = 0,
@@ -192,10 +192,11 @@ def pretrain(
 
         trainer.remove_callback(PrinterCallback)
     checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
-    trainer.train(resume_from_checkpoint=checkpoint)
-    metrics = _final_metrics(trainer.evaluate(), tokenizer)
-    trainer.save_model(os.fspath(output_dir))
-    tokenizer.save_pretrained(os.fspath(output_dir))
+    with _quiet_transformers(not progress):
+        trainer.train(resume_from_checkpoint=checkpoint)
+        metrics = _final_metrics(trainer.evaluate(), tokenizer)
+        trainer.save_model(os.fspath(output_dir))
+        tokenizer.save_pretrained(os.fspath(output_dir))
     record = {
         "genome_build": genome_build,
         "corpus": corpus.description(),
@@ -216,7 +217,7 @@ def pretrain(
         "resumed_from": checkpoint,
         "log_history": trainer.state.log_history,
     }
-    (output_dir / RECORD).write_text(json.dumps(record, indent=2, default=str))
+    (output_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
     return output_dir
 
 
@@ -244,6 +245,21 @@ def _trainer_class():
                 self.data_collator = training_collator
 
     return DnaTrainer
+
+
+@contextlib.contextmanager
+def _quiet_transformers(quiet: bool):
+    """Hide transformers' own progress bars (saving, loading) when ``quiet``."""
+    from transformers.utils import logging
+
+    if not quiet:
+        yield
+        return
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.enable_progress_bar()
 
 
 def _hold_out(corpus):
