@@ -1,7 +1,8 @@
 """genlm_sc: genotypes to DNA-language-model representations and predictions.
 
 Import as ``import genlm_sc as gl``; the modules follow scanpy: ``gl.pp`` builds objects,
-``gl.tl`` computes and writes results back, ``gl.pl`` draws, ``gl.get`` reads.
+``gl.tl`` computes and writes results back, ``gl.pl`` draws, ``gl.get`` reads;
+``gl.models`` holds the DNA language-model pieces (tokenizers, architectures, corpora).
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -14,4 +15,13 @@ except PackageNotFoundError:  # running from a source tree
 from . import datasets, get, io, pl, pp, tl
 from .store import read, write
 
-__all__ = ["__version__", "datasets", "get", "io", "pl", "pp", "read", "tl", "write"]
+__all__ = ["__version__", "datasets", "get", "io", "models", "pl", "pp", "read", "tl", "write"]
+
+
+def __getattr__(name: str):
+    """``gl.models`` is imported on first use: it loads PyTorch and transformers."""
+    if name == "models":
+        import importlib
+
+        return importlib.import_module(".models", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
