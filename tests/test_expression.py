@@ -295,7 +295,9 @@ def _other(base: str, n: int) -> str:
 
 
 def test_unknown_method_and_misplaced_options_are_refused(simulated):
-    with pytest.raises(ValueError, match="'predixcan', 'elastic_net', 'ridge'"):
+    with pytest.raises(ValueError, match="'predixcan', 'elastic_net', 'ridge', 'finetune'"):
+        gl.tl.fit_expression(simulated, method="lasso")
+    with pytest.raises(ValueError, match="finetune_options is required"):
         gl.tl.fit_expression(simulated, method="finetune")
     with pytest.raises(ValueError, match="n_pcs"):
         gl.tl.fit_expression(simulated, method="predixcan", n_pcs=5)

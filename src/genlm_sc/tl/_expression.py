@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import anndata as ad
@@ -25,9 +25,9 @@ from ..store import open_haplotypes
 
 __all__ = ["fit_dosages", "fit_expression"]
 
-Method = Literal["predixcan", "elastic_net", "ridge"]
+Method = Literal["predixcan", "elastic_net", "ridge", "finetune"]
 #: The methods of :func:`fit_expression`.
-METHODS: tuple[str, ...] = ("predixcan", "elastic_net", "ridge")
+METHODS: tuple[str, ...] = ("predixcan", "elastic_net", "ridge", "finetune")
 #: ``obs`` column with each person's outer fold (``-1``: always in training).
 FOLD_KEY = "gl_fold"
 #: ``uns`` key of the folds' settings, the comparison table, the settings of each fit.
@@ -64,6 +64,7 @@ def fit_expression(
     use_rep: str = "X_gl",
     diploid: Literal["concat", "mean"] = "concat",
     n_pcs: int | None = None,
+    finetune_options: Mapping[str, Any] | None = None,
     rng: int | None = 0,
     key_added: str | None = None,
     copy: bool = False,
@@ -95,6 +96,15 @@ def fit_expression(
     ``"ridge"``
         Ridge regression (:class:`~sklearn.linear_model.RidgeCV`, penalty chosen among
         ``RIDGE_ALPHAS`` by leave-one-out) on the same embedding features.
+    ``"finetune"``
+        The language model itself, fine-tuned per gene and outer fold on the training
+        people: the encoder is applied to each of a person's two haplotypes, the mean
+        token states are concatenated and a linear head predicts expression (standardised
+        on the training people). LoRA adapters on a frozen encoder or a pruned, fully
+        trained encoder; the settings, including the checkpoint, are ``finetune_options``
+        (see :class:`genlm_sc.tl._finetune.FinetuneOptions`). With
+        ``finetune_options["output_dir"]`` each fold's fitted model is saved to
+        ``output_dir/<gene>/fold_<k>`` for :func:`genlm_sc.tl.predict`.
 
     Parameters
     ----------
@@ -103,7 +113,7 @@ def fit_expression(
         (people × genes), e.g. from :func:`genlm_sc.datasets.simulate_expression`. The
         embedding methods also need :func:`genlm_sc.tl.embed` to have been run.
     method
-        ``"predixcan"``, ``"elastic_net"`` or ``"ridge"``.
+        ``"predixcan"``, ``"elastic_net"``, ``"ridge"`` or ``"finetune"``.
     genes
         Gene ids or unique gene names to fit (default: all).
     cv
@@ -133,6 +143,13 @@ def fit_expression(
     n_pcs
         Principal components of the standardised embedding features kept (fitted on the
         training people of each fold); ``None``: no PCA. Embedding methods only.
+    finetune_options
+        Settings of ``"finetune"`` (required by it, rejected by the others), a mapping
+        with the fields of :class:`genlm_sc.tl._finetune.FinetuneOptions`: ``model`` (the
+        checkpoint directory, required), ``strategy`` (``"lora"`` or ``"prune"``),
+        ``n_layers``, ``epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``,
+        ``pairwise_weight``, ``lora_rank``, ``lora_alpha``, ``target_modules``,
+        ``device``, ``seed``, ``output_dir`` and ``progress``.
     rng
         Seed of the outer folds and the inner folds.
     key_added
@@ -174,8 +191,10 @@ def fit_expression(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    if n_pcs is not None and method == "predixcan":
-        raise ValueError("n_pcs applies to the embedding methods, not to 'predixcan'")
+    if n_pcs is not None and method in ("predixcan", "finetune"):
+        raise ValueError(f"n_pcs applies to the embedding methods, not to {method!r}")
+    if (finetune_options is not None) != (method == "finetune"):
+        raise ValueError("finetune_options is required by method='finetune' and only by it")
     if adata.X is None:
         raise ValueError("adata has no expression in X (people × genes)")
     adata = adata.copy() if copy else adata
@@ -185,6 +204,10 @@ def fit_expression(
     confounders = _covariate_matrix(adata, covariates)
     if method == "predixcan":
         features = _dosage_source(adata, window=window)
+    elif method == "finetune":
+        from ._finetune import finetune_source
+
+        features, finetune = finetune_source(adata, finetune_options)
     else:
         features = _embedding_source(adata, use_rep=use_rep, diploid=diploid)
 
@@ -195,6 +218,8 @@ def fit_expression(
         if method == "predixcan":
             fits[gene] = fit_dosages(x, y, folds=folds, covariates=confounders, rng=rng)
             fits[gene]["feature_names"] = names
+        elif method == "finetune":
+            fits[gene] = finetune(gene, x, y, folds=folds, covariates=confounders)
         else:
             model = _embedding_model(method, n_features=x.shape[1], n_pcs=n_pcs, rng=rng)
             fits[gene] = _cross_validate(x, y, folds=folds, covariates=confounders, model=model)
@@ -206,11 +231,13 @@ def fit_expression(
         "genes": np.asarray(gene_ids, dtype=str),
         "covariates": _describe_covariates(covariates),
         "window": int(window),
-        "use_rep": use_rep if method != "predixcan" else "",
-        "diploid": diploid if method != "predixcan" else "",
+        "use_rep": use_rep if method in ("elastic_net", "ridge") else "",
+        "diploid": diploid if method in ("elastic_net", "ridge") else "",
         "n_pcs": -1 if n_pcs is None else int(n_pcs),
         "rng": -1 if rng is None else int(rng),
     }
+    if method == "finetune":
+        params["finetune"] = finetune.options.record()
     _write_outputs(adata, key=key, fits=fits, params=params, adjusted=confounders is not None)
     results = adata.uns[UNS_KEY]["results"]
     return adata if copy else results

@@ -1,0 +1,211 @@
+"""Gene-level expression prediction: one sequence per gene, expression across genes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold
+
+from ._expression import _cross_validate, _embedding_model
+
+__all__ = ["fit_gene_expression"]
+
+#: ``uns`` key of the results table and the settings of each fit.
+UNS_KEY = "gl_gene_expression"
+_COLUMNS = [
+    "key",
+    "target",
+    "representation",
+    "model",
+    "r",
+    "spearman",
+    "r2",
+    "n_genes",
+    "n_train",
+    "n_features",
+    "n_folds",
+    "folds_by",
+]
+
+
+def fit_gene_expression(
+    panel: ad.AnnData,
+    *,
+    target: str | Sequence[str],
+    use_rep: str = "X_gl",
+    extra_reps: Sequence[str] | None = None,
+    model: Literal["ridge", "elastic_net"] = "ridge",
+    folds_by: str = "chrom",
+    n_folds: int = 5,
+    rng: int | None = 0,
+    key_added: str | None = None,
+) -> pd.DataFrame:
+    """Predict each gene's expression from its sequence's representation, out of fold.
+
+    The gene-level task of Xpresso and EPInformer: the observations are genes, each with
+    one (promoter) sequence and a measured expression level, and a regression across genes
+    maps the representation of the sequence to the expression. Folds hold out whole
+    chromosomes (:class:`~sklearn.model_selection.GroupKFold` over ``obs[folds_by]``), so
+    that neighbouring, related genes (duplicated families, shared regulatory domains) are
+    never split between training and test.
+
+    Within each outer fold the features are standardised on the training genes
+    (:class:`~sklearn.preprocessing.StandardScaler`) and the model is fitted on them:
+
+    ``"ridge"``
+        :class:`~sklearn.linear_model.RidgeCV`, penalty chosen among
+        :data:`genlm_sc.tl._expression.RIDGE_ALPHAS` by efficient leave-one-out.
+    ``"elastic_net"``
+        :class:`~sklearn.linear_model.ElasticNetCV`, ``l1_ratio=0.5``, penalty chosen by
+        shuffled 5-fold inner cross-validation on the training genes (seeded by ``rng``).
+
+    Parameters
+    ----------
+    panel
+        Genes × nothing, e.g. :func:`genlm_sc.pp.sequence_panel` of a promoter table, with
+        the representation in ``obsm[use_rep]`` (:func:`genlm_sc.tl.embed`,
+        :func:`genlm_sc.tl.kmer_profile`) and the targets and ``folds_by`` in ``obs``.
+    target
+        ``obs`` column(s) of expression to predict, on the scale to be predicted (e.g.
+        ``xpresso_log10_median_expr``, or ``log10(TPM + 0.1)`` computed beforehand: TPMs
+        themselves are too skewed for a least-squares fit). Several columns are fitted one
+        after the other, each with its own folds. Genes with a missing (NaN) target are
+        skipped.
+    use_rep
+        ``obsm`` key of the representation.
+    extra_reps
+        Further ``obsm`` keys concatenated to ``use_rep`` column-wise (e.g. a k-mer
+        profile next to an embedding). All columns are standardised, so each feature gets
+        the same weight whatever its scale.
+    model
+        ``"ridge"`` or ``"elastic_net"``.
+    folds_by
+        ``obs`` column whose groups (chromosomes) are kept whole. Genes with a missing group
+        are skipped.
+    n_folds
+        Number of outer folds; the groups are shuffled with ``rng`` and dealt out so that
+        the folds hold about as many genes each.
+    rng
+        Seed of the outer folds and of the elastic net's inner folds.
+    key_added
+        Name of the fit (default: the representations joined by ``+``, then ``_`` and the
+        target); with several targets, ``key_added`` is followed by ``_`` and each target.
+
+    Returns
+    -------
+    The results table of every fit made so far on ``panel``: one row per target ×
+    representation with ``key``, ``target``, ``representation`` (the ``obsm`` keys joined
+    by ``+``), ``model``, out-of-fold Pearson ``r``, Spearman rho (``spearman``) and ``r2``
+    (``1 - SS_res / SS_tot``, may be negative) over all genes pooled, ``n_genes`` (genes
+    with a prediction), ``n_train`` (mean training genes per fold), ``n_features``,
+    ``n_folds`` and ``folds_by``. Sets, for each fit ``key``:
+
+    ``panel.obs["gl_pred_" + key]``
+        Out-of-fold predictions (NaN for skipped genes).
+    ``panel.obs["gl_fold_" + key]``
+        Outer fold of each gene (``-1``: skipped).
+    ``panel.uns["gl_gene_expression"]``
+        ``"results"`` (the table; a refit under the same key replaces its row) and
+        ``"params"`` (the settings of each fit).
+    """
+    if model not in ("ridge", "elastic_net"):
+        raise ValueError(f"model must be 'ridge' or 'elastic_net', not {model!r}")
+    targets = [target] if isinstance(target, str) else list(target)
+    reps = [use_rep, *(extra_reps or [])]
+    x = _features(panel, reps)
+    representation = "+".join(reps)
+    for name in targets:
+        key = _key(key_added, representation, name, several=len(targets) > 1)
+        y = _target(panel, name)
+        folds = _chromosome_folds(panel, y, folds_by=folds_by, n_folds=n_folds, rng=rng)
+        y[folds < 0] = np.nan  # skipped genes are neither trained on nor tested
+        factory = _embedding_model(model, n_features=x.shape[1], n_pcs=None, rng=rng)
+        fit = _cross_validate(x, y, folds=folds, covariates=None, model=factory)
+        panel.obs[f"gl_pred_{key}"] = fit["pred"]
+        panel.obs[f"gl_fold_{key}"] = folds
+        row = {
+            "key": key,
+            "target": name,
+            "representation": representation,
+            "model": model,
+            **{c: fit[c] for c in ("r", "spearman", "r2", "n_train", "n_features", "n_folds")},
+            "n_genes": fit["n_test"],
+            "folds_by": folds_by,
+        }
+        params = {
+            "target": name,
+            "reps": np.asarray(reps, dtype=str),
+            "model": model,
+            "folds_by": folds_by,
+            "n_folds": int(n_folds),
+            "rng": -1 if rng is None else int(rng),
+        }
+        _record(panel, row, params)
+    return panel.uns[UNS_KEY]["results"]
+
+
+def _features(panel: ad.AnnData, reps: list[str]) -> np.ndarray:
+    """Genes × features: the ``obsm`` blocks side by side, as float64, finite."""
+    blocks = []
+    for rep in reps:
+        if rep not in panel.obsm:
+            raise KeyError(f"no obsm[{rep!r}]; compute the representation first")
+        block = np.asarray(panel.obsm[rep], dtype=np.float64)
+        blocks.append(block.reshape(panel.n_obs, -1))
+    x = np.hstack(blocks)
+    if not np.isfinite(x).all():
+        raise ValueError(f"the representation {reps} has missing or non-finite values")
+    return x
+
+
+def _target(panel: ad.AnnData, name: str) -> np.ndarray:
+    if name not in panel.obs.columns:
+        raise KeyError(f"no target column obs[{name!r}]")
+    y = pd.to_numeric(panel.obs[name], errors="coerce").to_numpy(dtype=np.float64)
+    y[~np.isfinite(y)] = np.nan
+    return y
+
+
+def _key(key_added: str | None, representation: str, target: str, *, several: bool) -> str:
+    if key_added is None:
+        return f"{representation}_{target}"
+    return f"{key_added}_{target}" if several else key_added
+
+
+def _chromosome_folds(
+    panel: ad.AnnData, y: np.ndarray, *, folds_by: str, n_folds: int, rng: int | None
+) -> np.ndarray:
+    """Each gene's outer fold, whole groups per fold; ``-1`` for genes skipped."""
+    if folds_by not in panel.obs.columns:
+        raise KeyError(f"no column obs[{folds_by!r}] to hold out")
+    column = panel.obs[folds_by]
+    usable = np.isfinite(y) & column.notna().to_numpy()
+    groups = column.astype(str).to_numpy()[usable]
+    n_groups = np.unique(groups).size
+    if n_folds < 2 or n_groups < n_folds:
+        raise ValueError(
+            f"cannot make {n_folds} folds of {n_groups} groups of obs[{folds_by!r}] "
+            "(genes with a target)"
+        )
+    splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=rng)
+    folds = np.full(panel.n_obs, -1, dtype=np.int64)
+    used = np.flatnonzero(usable)
+    for fold, (_, test) in enumerate(splitter.split(used, groups=groups)):
+        folds[used[test]] = fold
+    return folds
+
+
+def _record(panel: ad.AnnData, row: dict[str, Any], params: dict[str, Any]) -> None:
+    """Add (or replace) the fit's row of the results table and its settings."""
+    store = panel.uns.setdefault(UNS_KEY, {})
+    table = pd.DataFrame([row])[_COLUMNS]
+    earlier = store.get("results")
+    if earlier is not None and len(earlier):
+        earlier = earlier[earlier["key"] != row["key"]]
+        table = pd.concat([earlier, table], ignore_index=True)
+    store["results"] = table.reset_index(drop=True)
+    store.setdefault("params", {})[row["key"]] = params

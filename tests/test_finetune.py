@@ -1,0 +1,144 @@
+"""Fine-tuned language models as expression predictors: loss, adapters, pruning, folds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import genlm_sc as gl
+from genlm_sc.models import load_encoder
+from genlm_sc.tl._expression import _dosage_source
+from genlm_sc.tl._finetune import (
+    FinetuneOptions,
+    HaplotypeRegressor,
+    build_regressor,
+    pairwise_loss,
+)
+from test_embed import conv_checkpoint, third_party_checkpoint
+
+torch.set_num_threads(1)
+PAIRS = [("ACGTACGTAC", "ACGTTCGTAC"), ("GGGTACGTAC", "ACGTACGTAA")]
+
+
+def regressor(folder, **options) -> HaplotypeRegressor:
+    parsed = FinetuneOptions.parse({"model": folder, "device": "cpu", **options})
+    pretrained = load_encoder(folder, device="cpu", precision="fp32")
+    return build_regressor(pretrained, parsed, y_mean=0.0, y_std=1.0)
+
+
+def test_pairwise_loss_matches_a_hand_computation():
+    pred = torch.tensor([1.0, 2.0, 4.0])
+    target = torch.tensor([0.0, 3.0, 3.0])
+    mse = (1 + 1 + 1) / 3
+    pairwise = ((2**2) + 0**2 + (-2) ** 2) / 3  # pairs (0, 1), (0, 2), (1, 2)
+    assert pairwise_loss(pred, target, 0.5).item() == pytest.approx(0.5 * mse + 0.5 * pairwise)
+    assert pairwise_loss(pred, target, 0.0).item() == pytest.approx(mse)
+    assert pairwise_loss(pred, target, 1.0).item() == pytest.approx(pairwise)
+    one = pairwise_loss(pred[:1], target[:1], 0.5)
+    assert one.item() == pytest.approx(0.5 * 1.0)  # no pairs in a batch of one
+
+
+@pytest.mark.parametrize("style", ["conv", "bert"])
+def test_lora_trains_only_adapters_and_head(tmp_path, style):
+    if style == "conv":
+        folder, targets = conv_checkpoint(tmp_path / "m"), ("ffn.0", "ffn.2")
+    else:
+        folder, targets = third_party_checkpoint(tmp_path / "m", "dnabert")[0], ("query", "value")
+    model = regressor(folder, strategy="lora").train()
+    model(PAIRS).sum().backward()
+    with_grad = {n for n, p in model.named_parameters() if p.grad is not None}
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert with_grad, "nothing is trained"
+    assert all("lora_" in n or n.startswith("head.") for n in with_grad)
+    assert {n for n, _ in model.named_parameters()} == with_grad | frozen
+    assert any("embeddings" in n for n in frozen)
+    for target in targets:  # every target module of this model type got an adapter
+        assert any(f".{target}.lora_A" in n for n in with_grad), target
+
+
+def test_prune_keeps_the_first_blocks_fully_trainable(tmp_path):
+    conv = regressor(conv_checkpoint(tmp_path / "c", attention=1), strategy="prune", n_layers=2)
+    assert len(conv.encoder.conv_layers) == 2 and len(conv.encoder.attention_layers) == 0
+    assert conv.encoder.config.num_hidden_layers == 2
+    one = regressor(conv_checkpoint(tmp_path / "c1", attention=1), strategy="prune", n_layers=1)
+    assert len(one.encoder.conv_layers) == 1
+    bert_folder = third_party_checkpoint(tmp_path / "b", "dnabert")[0]
+    bert = regressor(bert_folder, strategy="prune", n_layers=1)
+    assert len(bert.encoder.encoder.layer) == 1 and bert.encoder.config.num_hidden_layers == 1
+    assert all(p.requires_grad for p in bert.parameters())
+
+    bert.save_pretrained(tmp_path / "saved")  # reloads with exactly n blocks
+    again = HaplotypeRegressor.from_pretrained(tmp_path / "saved", device="cpu")
+    assert len(again.encoder.encoder.layer) == 1
+    with pytest.raises(ValueError, match="n_layers=5"):
+        regressor(bert_folder, strategy="prune", n_layers=5)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Expression = ALT count of one common SNP (+ noise); PrediXcan and LoRA fitted on it."""
+    cohort = gl.datasets.example_cohort(width=128)
+    dosages = _dosage_source(cohort, window=10**6)
+    best = (np.inf, None, None)
+    for gene in cohort.var_names[:10]:
+        x, _ = dosages(gene)
+        if x.shape[1]:
+            j = np.argmin(np.abs(x.mean(0) / 2 - 0.4))
+            best = min(best, (abs(x[:, j].mean() / 2 - 0.4), gene, x[:, j]), key=lambda b: b[0])
+    _, gene, dose = best
+    expression = np.zeros(cohort.shape, dtype=np.float32)
+    noise = np.random.default_rng(0).standard_normal(cohort.n_obs)
+    expression[:, cohort.var_names.get_loc(gene)] = dose + 0.3 * noise
+    cohort.X = expression
+
+    root = tmp_path_factory.mktemp("finetune")
+    gl.tl.fit_expression(cohort, method="predixcan", genes=[gene], cv=2)
+    folds = cohort.obs["gl_fold"].to_numpy().copy()
+    options = {"model": conv_checkpoint(root / "model"), "strategy": "lora", "epochs": 1,
+               "batch_size": 16, "learning_rate": 1e-2, "device": "cpu", "seed": 0,
+               "output_dir": root / "fitted", "progress": False}  # fmt: skip
+    table = gl.tl.fit_expression(
+        cohort, method="finetune", genes=[gene], cv=2, finetune_options=options
+    )
+    return cohort, gene, folds, table, root / "fitted"
+
+
+def test_finetune_learns_a_planted_variant_out_of_fold(planted):
+    cohort, gene, _, table, _ = planted
+    row = table[(table["method"] == "finetune") & (table["gene"] == gene)].iloc[0]
+    assert row["r"] > 0.6
+    assert row["n_test"] == cohort.n_obs and row["n_folds"] == 2
+    assert row["n_features"] == 32  # two mean-pooled haplotypes of a 16-wide encoder
+
+
+def test_finetune_outputs_sit_next_to_the_other_methods_on_the_same_folds(planted):
+    cohort, gene, folds, table, _ = planted
+    np.testing.assert_array_equal(cohort.obs["gl_fold"].to_numpy(), folds)
+    assert set(table.loc[table["gene"] == gene, "method"]) == {"predixcan", "finetune"}
+    column = cohort.var_names.get_loc(gene)
+    for key in ("predixcan", "finetune"):
+        assert np.isfinite(cohort.layers[f"gl_pred_{key}"][:, column]).all()
+        assert np.isfinite(
+            cohort.var.loc[gene, [f"gl_{key}_r", f"gl_{key}_r2"]].astype(float)
+        ).all()
+    params = cohort.uns["gl_expression"]["params"]["finetune"]
+    assert params["finetune"]["strategy"] == "lora" and params["use_rep"] == ""
+    with pytest.raises(ValueError, match="finetune_options"):
+        gl.tl.fit_expression(cohort, method="finetune", genes=[gene], cv=2)
+
+
+def test_predict_reproduces_the_out_of_fold_predictions(planted):
+    cohort, gene, folds, _, fitted = planted
+    pairs = gl.get.haplotypes(cohort, gene).reindex(cohort.obs_names)
+    layer = cohort.layers["gl_pred_finetune"][:, cohort.var_names.get_loc(gene)]
+    for fold in (0, 1):
+        people = folds == fold
+        scored = gl.tl.predict(fitted / gene / f"fold_{fold}", pairs[people], device="cpu")
+        np.testing.assert_allclose(scored, layer[people], rtol=1e-4, atol=1e-4)
+
+    model = HaplotypeRegressor.from_pretrained(fitted / gene / "fold_0", device="cpu")
+    sequence = pairs["haplotype_1"].iloc[0]
+    single = gl.tl.predict(model, [sequence])
+    np.testing.assert_allclose(single, gl.tl.predict(model, [(sequence, sequence)]))
+    assert single.shape == (1,) and np.isfinite(single).all()
