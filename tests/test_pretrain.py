@@ -13,6 +13,7 @@ from transformers import AutoModelForMaskedLM, BertConfig
 import genlm_sc as gl
 from genlm_sc.io import InputFileError
 from genlm_sc.models import (
+    CropDataset,
     DnaMaskingCollator,
     PretrainingCorpus,
     build_tokenizer,
@@ -118,6 +119,20 @@ def test_haplotype_corpus_is_the_cohort_haplotypes(example):
             tile = ref[:4096] if (codes[:100] == ref[:100]).mean() > 0.9 else ref[4096:]
             if (codes != tile).sum() == mask.sum():
                 assert np.array_equal(codes != tile, mask)
+
+
+def test_crops_are_drawn_from_every_sequence_by_weight_and_length():
+    rng = np.random.default_rng(1)
+    texts = ["".join(rng.choice(list("ACGT"), 100)) for _ in range(300)]
+    corpus = PretrainingCorpus()
+    for i, text in enumerate(texts):  # more sequences than examples
+        corpus._add(np.frombuffer(text.encode(), np.uint8), None, 3.0 if i >= 150 else 1.0)
+    dataset = CropDataset(corpus, length=100, n_examples=250, seed=0)
+    assert dataset[7] == dataset[7]  # a pure function of (seed, index)
+    source = {text: i for i, text in enumerate(texts)}
+    drawn = np.array([source[dataset[i]["sequence"]] for i in range(len(dataset))])
+    assert len(set(drawn)) > 150 and drawn.max() >= 250  # spread over the whole corpus
+    assert 0.65 < (drawn >= 150).mean() < 0.85  # the heavier half carries 3/4 of the mass
 
 
 def test_span_masking_for_kmers_and_variant_rate():

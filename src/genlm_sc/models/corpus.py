@@ -286,8 +286,8 @@ class CropDataset:
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, int(i)])
-        j = min(int(np.searchsorted(self._cumulative, rng.random(), side="right")), len(self) - 1)
-        j = min(j, len(self.corpus) - 1)
+        drawn = int(np.searchsorted(self._cumulative, rng.random(), side="right"))
+        j = min(drawn, len(self.corpus) - 1)
         codes = self.corpus.sequences[j]
         offset = int(rng.integers(0, max(len(codes) - self.length, 0) + 1))
         crop = slice(offset, offset + self.length)
