@@ -167,6 +167,10 @@ class VariantFile:
             if "ID" in c and c.get("length", "").isdigit()
         }
 
+    def contig_names(self) -> list[str]:
+        """Contigs the file knows: those of its index, then any more of its header."""
+        return list(dict.fromkeys(self.contigs + list(self.header_contig_lengths())))
+
     def header_assembly(self) -> str | None:
         """The ``assembly`` of the first ``##contig`` header line, or ``##reference``."""
         for contig in self._contig_lines():

@@ -24,7 +24,6 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,7 @@ import pandas as pd
 
 from ..io.errors import InputFileError
 from ..io.fasta import FastaReference
+from ..io.files import existing_file, is_gzip
 from ..io.vcf import VariantFile
 
 __all__ = ["CropDataset", "PretrainingCorpus", "parse_region"]
@@ -358,8 +358,7 @@ def _tiles(fasta: str | os.PathLike, regions: Sequence[str], window: int) -> pd.
 def _vcf_contig(reader: VariantFile, chrom: str) -> str:
     from ..io.contigs import match_contigs
 
-    available = list(dict.fromkeys(reader.contigs + list(reader.header_contig_lengths())))
-    return match_contigs([chrom], available, path=reader.path)[chrom]
+    return match_contigs([chrom], reader.contig_names(), path=reader.path)[chrom]
 
 
 def _fasta_sequences(
@@ -371,13 +370,9 @@ def _fasta_sequences(
                 chrom, start, end = parse_region(region, reference.lengths)
                 yield reference.fetch(chrom, start, end)
         return
-    path = Path(fasta)
-    if not path.exists():
-        raise InputFileError(path, "FASTA file not found")
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
+    path = existing_file(fasta)
     chunks: list[bytes] = []
-    with gzip.open(path, "rb") if gzipped else open(path, "rb") as handle:
+    with gzip.open(path, "rb") if is_gzip(path) else open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             if line.startswith(b">"):
                 if chunks:

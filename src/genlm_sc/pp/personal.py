@@ -135,8 +135,7 @@ def personal_sequences(
     reader = VariantFile(vcf, samples=samples)
     reference = FastaReference(fasta)
     obs = genes.obs
-    vcf_contigs = list(dict.fromkeys(reader.contigs + list(reader.header_contig_lengths())))
-    contig_map = match_contigs(obs["chrom"].unique(), vcf_contigs, path=vcf)
+    contig_map = match_contigs(obs["chrom"].unique(), reader.contig_names(), path=vcf)
     counts = _Counts()
     writer = CohortStoreWriter(store, samples=reader.samples, genes=list(obs.index))
     n_variants, n_haplotypes, n_skipped = [], [], []
