@@ -15,6 +15,7 @@ from .pp.haplotypes import expand_reference_positions, reverse_complement
 from .store import open_haplotypes
 
 __all__ = [
+    "attribution",
     "fixed_length_haplotypes",
     "gene_view",
     "haplotype_store",
@@ -296,3 +297,27 @@ def gene_view(
     view.uns["gene"] = gene_id
     view.uns["gl"] = {"embedding": key, "diploid": diploid}
     return view
+
+
+def attribution(adata: ad.AnnData, gene: str, *, key: str = "gl_ism_expression") -> xr.Dataset:
+    """Attributions of one gene computed by :func:`genlm_sc.tl.attribute`.
+
+    Parameters
+    ----------
+    adata
+        The cohort or panel they were computed on.
+    gene
+        Gene id (or, for a cohort, a unique gene name).
+    key
+        The ``key_added`` they were stored under (default ``"gl_<method>_<target>"``).
+
+    Returns
+    -------
+    The Dataset :func:`genlm_sc.tl.attribute` returned.
+    """
+    from .store import read_result
+
+    if adata.uns.get("gl", {}).get("store"):
+        ds = haplotype_store(adata)
+        gene = str(ds["gene"].values[_gene_slice(ds, gene, adata)[0]])
+    return read_result(adata, key, gene)

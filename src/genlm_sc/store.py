@@ -32,6 +32,8 @@ FORMAT_NAME = "genlm_sc.cohort"
 FORMAT_VERSION = 1
 _MEMORY_PREFIX = "memory://"
 _OPEN_DATASETS: dict[str, xr.Dataset] = {}
+#: Group of an on-disk store holding per-gene results (``results/<key>/<gene>``).
+RESULTS_GROUP = "results"
 
 
 @contextmanager
@@ -555,16 +557,20 @@ def subset_haplotypes(ds: xr.Dataset, samples, genes) -> xr.Dataset:
 
 
 def _copy_haplotypes(source: str, destination: Path) -> None:
-    """Copy the ``haplotypes`` group of a store (hard links where the filesystem allows)."""
+    """Copy the ``haplotypes`` and ``results`` groups of a store (hard links where the
+    filesystem allows)."""
     if source.startswith(_MEMORY_PREFIX):
         _write_dataset(open_haplotypes_at(source), destination)
         return
-    src_path = _resolve_path(Path(source)) / "haplotypes"
-    try:
-        shutil.copytree(src_path, destination / "haplotypes", copy_function=os.link)
-    except OSError:
-        shutil.rmtree(destination / "haplotypes", ignore_errors=True)
-        shutil.copytree(src_path, destination / "haplotypes")
+    for group in ("haplotypes", RESULTS_GROUP):
+        src_path = _resolve_path(Path(source)) / group
+        if not src_path.exists():
+            continue
+        try:
+            shutil.copytree(src_path, destination / group, copy_function=os.link)
+        except OSError:
+            shutil.rmtree(destination / group, ignore_errors=True)
+            shutil.copytree(src_path, destination / group)
 
 
 def read(path: str | os.PathLike) -> ad.AnnData:
@@ -642,3 +648,72 @@ def add_haplotype_array(
     if backup is not None:
         shutil.rmtree(backup, ignore_errors=True)
     _OPEN_DATASETS.pop(location, None)
+
+
+def write_result(adata: ad.AnnData, key: str, name: str, ds: xr.Dataset) -> None:
+    """Keep a result Dataset (e.g. one gene's attributions) with ``adata``.
+
+    A cohort whose store is on disk gets it as the Zarr group ``results/<key>/<name>``
+    (written under a temporary name and renamed into place, replacing an earlier one);
+    anything else keeps it in ``adata.uns[key][name]`` as plain arrays (saved with the
+    AnnData). :func:`read_result` gives it back either way.
+    """
+    location = adata.uns.get("gl", {}).get("store")
+    if not location or str(location).startswith(_MEMORY_PREFIX):
+        adata.uns.setdefault(key, {})[name] = _dataset_to_dict(ds)
+        return
+    folder = _resolve_path(Path(location)) / RESULTS_GROUP / key
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / _safe_name(name)
+    partial = folder / f"._partial_{uuid.uuid4().hex[:8]}"
+    text = [k for k, v in ds.variables.items() if v.dtype.kind == "U"]
+    ds = ds.assign({k: ds[k].astype(object) for k in text if k in ds.data_vars})
+    ds = ds.assign_coords({k: ds[k].astype(object) for k in text if k in ds.coords})
+    try:
+        with _quiet_zarr():
+            ds.to_zarr(partial, mode="w", zarr_format=3, consolidated=False)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    _swap_into_place(partial, target)
+
+
+def read_result(adata: ad.AnnData, key: str, name: str) -> xr.Dataset:
+    """A result Dataset kept by :func:`write_result` (loaded into memory)."""
+    if name in adata.uns.get(key, {}):
+        return _dataset_from_dict(adata.uns[key][name])
+    location = adata.uns.get("gl", {}).get("store")
+    if location and not str(location).startswith(_MEMORY_PREFIX):
+        path = _resolve_path(Path(location)) / RESULTS_GROUP / key / _safe_name(name)
+        if path.exists():
+            with _quiet_zarr():
+                return xr.open_zarr(path, consolidated=False).load()
+    raise KeyError(f"no result {key!r} for {name!r}; compute it first")
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in str(name))
+
+
+def _dataset_to_dict(ds: xr.Dataset) -> dict[str, Any]:
+    """A Dataset as nested dicts of arrays that AnnData can write into ``uns``."""
+
+    def variable(v: xr.DataArray | xr.Variable) -> dict[str, Any]:
+        return {"dims": np.asarray(v.dims, dtype=str), "data": np.asarray(v.values)}
+
+    return {
+        "data_vars": {k: variable(v) for k, v in ds.data_vars.items()},
+        "coords": {k: variable(v) for k, v in ds.coords.items()},
+        "attrs": dict(ds.attrs),
+    }
+
+
+def _dataset_from_dict(record: Mapping[str, Any]) -> xr.Dataset:
+    def variable(v: Mapping[str, Any]) -> tuple[tuple[str, ...], np.ndarray]:
+        return tuple(str(d) for d in np.atleast_1d(v["dims"])), np.asarray(v["data"])
+
+    return xr.Dataset(
+        {k: variable(v) for k, v in record["data_vars"].items()},
+        coords={k: variable(v) for k, v in record["coords"].items()},
+        attrs=dict(record.get("attrs", {})),
+    )

@@ -9,6 +9,7 @@ from ._predictability import predictability
 from ._pretrain import pretrain
 
 __all__: list[str] = [
+    "attribute",
     "cluster_agreement",
     "embed",
     "fit_dosages",
@@ -18,13 +19,22 @@ __all__: list[str] = [
     "predict",
     "predictability",
     "pretrain",
+    "variant_effects",
 ]
 
 
-def __getattr__(name: str):
-    """``predict`` is imported on first use: it loads PyTorch."""
-    if name == "predict":
-        from ._finetune import predict
+#: Tools imported on first use (they load PyTorch): name → module.
+_LAZY = {
+    "predict": "._finetune",
+    "attribute": "._attribution",
+    "variant_effects": "._variant_effects",
+}
 
-        return predict
+
+def __getattr__(name: str):
+    """PyTorch-based tools are imported on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

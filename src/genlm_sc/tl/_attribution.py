@@ -1,0 +1,253 @@
+"""Per-base attributions of a gene's window: in-silico mutagenesis and gradient × input."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anndata as ad
+import numpy as np
+import xarray as xr
+
+from ._scoring import BASES, load_scorer
+
+__all__ = ["attribute"]
+
+Method = Literal["ism", "grad_x_input"]
+Target = Literal["expression", "mlm"]
+
+
+@dataclass
+class GeneWindow:
+    """A gene's window: reference sequence in gene orientation and its coordinates."""
+
+    gene: str
+    chrom: str
+    start: int
+    end: int
+    strand: str
+    sequence: str
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Reference coordinate (0-based) of every base of :attr:`sequence`."""
+        offsets = np.arange(len(self.sequence), dtype=np.int64)
+        return self.end - 1 - offsets if self.strand == "-" else self.start + offsets
+
+    def columns(self, positions: np.ndarray) -> np.ndarray:
+        """Index along :attr:`sequence` of reference coordinates (``-1`` outside)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        index = self.end - 1 - positions if self.strand == "-" else positions - self.start
+        inside = (positions >= self.start) & (positions < self.end)
+        return np.where(inside, index, -1)
+
+
+def is_cohort(adata: ad.AnnData) -> bool:
+    """Whether ``adata`` has a haplotype store (a cohort) rather than being a panel."""
+    return bool(adata.uns.get("gl", {}).get("store"))
+
+
+def gene_window(adata: ad.AnnData, gene: str) -> GeneWindow:
+    """The window of ``gene`` (id or unique name) of a cohort or a panel."""
+    from ..get import sequences
+
+    if is_cohort(adata):
+        from ..get import _gene_slice, haplotype_store
+
+        ds = haplotype_store(adata)
+        g, _, _ = _gene_slice(ds, gene, adata)
+        gene_id = str(ds["gene"].values[g])
+        sequence = sequences(adata[:, [gene_id]])[gene_id]
+        return GeneWindow(
+            gene_id, str(ds["gene_chrom"].values[g]), int(ds["gene_window_start"].values[g]),
+            int(ds["gene_window_end"].values[g]), str(ds["gene_strand"].values[g]), sequence,
+        )  # fmt: skip
+    gene_id = _panel_gene(adata, gene)
+    sequence = sequences(adata[[gene_id]])[gene_id]
+    row = adata.obs.loc[gene_id]
+    if {"chrom", "start", "end"} <= set(adata.obs.columns):
+        strand = str(row.get("strand", "+"))
+        return GeneWindow(gene_id, str(row["chrom"]), int(row["start"]), int(row["end"]),
+                          strand, sequence)  # fmt: skip
+    return GeneWindow(gene_id, "", 0, len(sequence), "+", sequence)
+
+
+def _panel_gene(adata: ad.AnnData, gene: str) -> str:
+    if gene in adata.obs_names:
+        return gene
+    for column in ("gene_name", "name"):
+        if column in adata.obs.columns:
+            hits = adata.obs_names[adata.obs[column].astype(str) == gene]
+            if len(hits) == 1:
+                return str(hits[0])
+    raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")
+
+
+def attribute(
+    adata: ad.AnnData,
+    *,
+    gene: str,
+    model: Any,
+    method: Method = "ism",
+    target: Target = "expression",
+    samples: Sequence[str] | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    key_added: str | None = None,
+) -> xr.Dataset:
+    """Per-base attribution scores of a gene's window, for the reference and for people.
+
+    Parameters
+    ----------
+    adata
+        A cohort (:func:`genlm_sc.pp.personal_sequences`) or a gene / sequence panel.
+    gene
+        Gene id or unique gene name (a panel: an ``obs`` name).
+    model
+        ``target="expression"``: a fine-tuned expression model (in memory, or a folder
+        saved by ``fit_expression(method="finetune")``, e.g. ``output_dir/<gene>/fold_0``).
+        ``target="mlm"``: a masked-LM checkpoint folder (:func:`genlm_sc.tl.pretrain`) or a
+        ``(model, tokenizer)`` pair.
+    method
+        ``"ism"``: in-silico saturation mutagenesis, the change of the score when each
+        base is replaced by each of the three others (all ``3 L`` mutants, evaluated in
+        batches, only the chunks a mutant changes; edits that change no token are not
+        run). ``"grad_x_input"``: the gradient of the score with respect to the one-hot
+        bases times the one-hot input (non-zero only at the sequence's own base); token
+        gradients are projected onto bases as described in :mod:`genlm_sc.tl._scoring`.
+    target
+        The score: ``"expression"``, the predicted expression of a person homozygous for
+        the sequence (editing one haplotype of a person changes the prediction by half
+        the homozygous change); ``"mlm"``, the one-pass log-likelihood of the sequence
+        under the masked LM (sum of ``log p(token)``, nats; gradients are taken through
+        the inputs with the scored tokens held fixed).
+    samples
+        A cohort's people whose haplotypes are scored too (each distinct haplotype once);
+        ``None``: only the reference window.
+    batch_size
+        Chunks per forward pass.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    key_added
+        Where the result is stored (default ``"gl_<method>_<target>"``): in the cohort's
+        Zarr store as the group ``<key_added>/<gene>`` when it lives on disk, else in
+        ``adata.uns[key_added][gene]``. Read it back with :func:`genlm_sc.get.attribution`.
+
+    Returns
+    -------
+    :class:`xarray.Dataset` with dims ``sequence`` (``"reference"``, then
+    ``"haplotype_<index in the store>"``), ``position`` (reference coordinates, 0-based, in
+    gene orientation: decreasing on minus-strand genes) and ``base`` (A, C, G, T, in gene
+    orientation), holding ``attribution (sequence, position, base)``, ``observed``
+    ``(sequence, position)`` (the base each sequence has there, ASCII code; ``0`` where a
+    deletion removed it), ``score (sequence)`` (the unedited score), ``carriers
+    (sequence)`` (person-haplotypes of ``samples`` carrying each haplotype) and, with
+    ``samples``, ``sample_sequence (sample, ploidy)`` (which sequence each person carries).
+    Haplotype bases map to the reference through their indels; bases inserted by an
+    insertion have no reference coordinate and are left out, deleted reference bases are
+    ``NaN``.
+    """
+    if method not in ("ism", "grad_x_input"):
+        raise ValueError(f"method must be 'ism' or 'grad_x_input', not {method!r}")
+    window = gene_window(adata, gene)
+    scorer = load_scorer(model, target=target, device=device)
+    labels, sequences, coordinates, carriers = ["reference"], [window.sequence], [None], [0]
+    sample_sequence = None
+    if samples is not None:
+        if not is_cohort(adata):
+            raise ValueError("samples= needs a cohort (gl.pp.personal_sequences)")
+        extra, sample_sequence = _haplotypes_of(adata, window.gene, samples)
+        for label, (sequence, positions, count) in extra.items():
+            labels.append(label)
+            sequences.append(sequence)
+            coordinates.append(positions)
+            carriers.append(count)
+    width = len(window.sequence)
+    values = np.full((len(sequences), width, 4), np.nan)
+    observed = np.zeros((len(sequences), width), dtype=np.uint8)
+    for i, sequence in enumerate(sequences):
+        if method == "ism":
+            scores = scorer.saturation_mutagenesis(sequence, batch_size=batch_size)
+        else:
+            scores = _grad_x_input(scorer.base_gradients(sequence), sequence)
+        codes = np.frombuffer(sequence.upper().encode("ascii"), dtype=np.uint8)
+        if coordinates[i] is None:
+            columns = np.arange(len(sequence))
+        else:
+            columns = window.columns(coordinates[i])
+            columns[coordinates[i] < 0] = -1
+        kept = columns >= 0
+        values[i, columns[kept]] = scores[kept]
+        observed[i, columns[kept]] = codes[kept]
+    ds = xr.Dataset(
+        {
+            "attribution": (("sequence", "position", "base"), values.astype(np.float32)),
+            "observed": (("sequence", "position"), observed),
+            "score": ("sequence", scorer.score(sequences, batch_size=batch_size)),
+            "carriers": ("sequence", np.asarray(carriers, dtype=np.int64)),
+        },
+        coords={"sequence": labels, "position": window.positions, "base": list(BASES)},
+        attrs={
+            "gene": window.gene, "chrom": window.chrom, "strand": window.strand,
+            "method": method, "target": target, "model": _describe(model),
+            "window_start": window.start, "window_end": window.end,
+        },
+    )  # fmt: skip
+    if sample_sequence is not None:
+        ds["sample_sequence"] = sample_sequence
+    from ..store import write_result
+
+    write_result(adata, key_added or f"gl_{method}_{target}", window.gene, ds)
+    return ds
+
+
+def _grad_x_input(gradients: np.ndarray, sequence: str) -> np.ndarray:
+    """Gradient times the one-hot input: the gradient at each base's own letter."""
+    out = np.zeros_like(gradients)
+    for position, letter in enumerate(sequence.upper()):
+        base = BASES.find(letter)
+        if base < 0:
+            out[position] = np.nan
+        else:
+            out[position, base] = gradients[position, base]
+    return out
+
+
+def _haplotypes_of(
+    cohort: ad.AnnData, gene: str, samples: Sequence[str]
+) -> tuple[dict[str, tuple[str, np.ndarray, int]], xr.DataArray]:
+    """Distinct haplotypes of ``samples``: label → (sequence, reference positions, count)."""
+    from ..get import (
+        _gene_slice,
+        _sample_rows,
+        haplotype_store,
+        reference_positions,
+        unique_haplotypes,
+    )
+
+    ds = haplotype_store(cohort)
+    g, lo, _ = _gene_slice(ds, gene, cohort)
+    names, rows = _sample_rows(ds, cohort, samples)
+    carried = ds["sample_haplotype"][:, g, :].values[rows]  # store haplotype indices
+    distinct, counts = np.unique(carried, return_counts=True)
+    table = unique_haplotypes(cohort, gene)
+    positions = reference_positions(cohort, gene).values
+    out = {}
+    for index, count in zip(distinct, counts, strict=True):
+        sequence = table.loc[index, "sequence"]
+        out[f"haplotype_{index}"] = (sequence, positions[index - lo, : len(sequence)], count)
+    order = {int(index): i + 1 for i, index in enumerate(distinct)}  # 0 is the reference
+    sample_sequence = xr.DataArray(
+        np.vectorize(order.get)(carried).astype(np.int64),
+        dims=("sample", "ploidy"),
+        coords={"sample": names, "ploidy": [0, 1]},
+    )
+    return out, sample_sequence
+
+
+def _describe(model: Any) -> str:
+    if isinstance(model, str | os.PathLike):
+        return os.path.abspath(os.fspath(model))
+    return type(model).__name__

@@ -1,0 +1,334 @@
+"""Effects of every variant of a gene's window: zero-shot likelihood ratios, predicted
+expression changes, embedding shifts, joined to measured eQTLs."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ._attribution import gene_window
+from ._scoring import _BASE_INDEX, LikelihoodScorer, load_scorer
+
+__all__ = ["variant_effects"]
+
+_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
+
+
+def variant_effects(
+    adata: ad.AnnData,
+    *,
+    gene: str,
+    model: Any = None,
+    expression_model: Any = None,
+    eqtl: str | os.PathLike | pd.DataFrame | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    key_added: str = "gl_variant_effects",
+) -> pd.DataFrame:
+    """Score every variant in a gene's window.
+
+    Parameters
+    ----------
+    adata
+        A cohort (:func:`genlm_sc.pp.personal_sequences`): the variants are those of its
+        store in the gene's window, each ALT allele of a multi-allelic record on its own
+        row.
+    gene
+        Gene id or unique gene name.
+    model
+        A masked language model (checkpoint folder or ``(model, tokenizer)`` pair) for the
+        zero-shot scores and the embedding shift.
+    expression_model
+        A fine-tuned expression model (folder saved by
+        ``fit_expression(method="finetune")``, or in memory) for the predicted changes.
+    eqtl
+        Measured eQTLs (:func:`genlm_sc.io.read_eqtl`, or a path to such a table) joined by
+        rsID (the VCF ``ID``); their ``slope`` is turned to the ALT allele of our VCF when
+        the eQTL table has REF and ALT swapped.
+    batch_size
+        Chunks per forward pass.
+    device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    key_added
+        The table is stored in ``adata.uns[key_added][gene_id]``.
+
+    Returns
+    -------
+    DataFrame, one row per variant allele: ``variant_id``, ``chrom``, ``position``
+    (0-based, ``POS - 1``), ``ref``, ``alt``, ``kind`` (``"snv"``, ``"mnv"``,
+    ``"insertion"``, ``"deletion"``, ``"complex"``), ``alt_frequency`` (ALT share of the
+    cohort's called haplotypes) and ``n_carriers`` (people with at least one copy), and:
+
+    ``llr_masked`` (with ``model``; SNVs)
+        ``log p(alt) - log p(ref)`` at the variant with it masked, in a context centred on
+        it, averaged over the forward and the reverse-complement strand (GPN's zero-shot
+        score; natural log). With k-mer tokens, summed over the masked tokens covering it.
+    ``llr_one_pass`` (with ``model``; SNVs)
+        The same from one unmasked pass over the reference window (every SNV of the window
+        from one forward pass per chunk and strand).
+    ``embedding_shift`` (with ``model``)
+        Euclidean distance between the mean-pooled embeddings of the reference window with
+        and without the ALT allele written in.
+    ``delta_expression`` (with ``expression_model``)
+        Predicted expression change per ALT copy in the reference background: half the
+        change of a homozygous prediction (the head is additive in the two haplotypes).
+    ``delta_expression_carriers`` (with ``expression_model``)
+        The same in the carriers' own haplotypes: for each distinct haplotype carrying the
+        allele, the prediction minus that with REF restored, averaged over carriers.
+    ``eqtl_*`` and ``sign_agreement`` (with ``eqtl``)
+        The eQTL's gene, slope (per ALT allele of our VCF), q-value; ``sign_agreement``
+        whether ``delta_expression`` has the slope's sign, for eQTLs of this gene.
+    """
+    if model is None and expression_model is None:
+        raise ValueError("give a masked language model (model=) and/or expression_model=")
+    from ..get import _gene_slice, haplotype_store
+
+    window = gene_window(adata, gene)
+    ds = haplotype_store(adata)
+    g, _, _ = _gene_slice(ds, window.gene, adata)
+    forward = window.sequence
+    if window.strand == "-":
+        forward = _reverse_complement(forward)
+    table, alleles = _variant_table(adata, ds, g, window)
+    if len(table):
+        if model is not None:
+            _add_likelihood_scores(table, forward, window, model, batch_size, device)
+        if expression_model is not None:
+            scorer = load_scorer(expression_model, target="expression", device=device)
+            _add_expression_scores(table, alleles, adata, ds, g, forward, window, scorer)
+    table = table.drop(columns="_row", errors="ignore")
+    if eqtl is not None:
+        table = _join_eqtl(table, eqtl, window.gene, adata)
+    adata.uns.setdefault(key_added, {})[window.gene] = table
+    return table
+
+
+# --- variants ---------------------------------------------------------------------------
+
+
+def _variant_table(adata, ds, g, window) -> tuple[pd.DataFrame, list[int]]:
+    """One row per variant allele of the window; also each row's allele index."""
+    rows = np.flatnonzero(ds["variant_gene"].values == g)
+    store_row = {s: i for i, s in enumerate(ds["sample"].values)}
+    people = np.array([store_row[s] for s in adata.obs_names], dtype=np.int64)
+    genotype = ds["genotype"].values[np.ix_(people, rows)] if len(rows) else np.zeros((0, 0, 2))
+    records, alleles = [], []
+    for j, row in enumerate(rows):
+        ref = str(ds["variant_ref"].values[row])
+        calls = genotype[:, j, :]
+        called = (calls >= 0).sum()
+        for a, alt in enumerate(str(ds["variant_alt"].values[row]).split(","), start=1):
+            copies = calls == a
+            records.append(
+                {
+                    "variant_id": str(ds["variant_id"].values[row]),
+                    "chrom": window.chrom,
+                    "position": int(ds["variant_position"].values[row]),
+                    "ref": ref,
+                    "alt": alt,
+                    "kind": _kind(ref, alt),
+                    "alt_frequency": copies.sum() / max(called, 1),
+                    "n_carriers": int(copies.any(axis=1).sum()),
+                    "_row": int(row),
+                }
+            )
+            alleles.append(a)
+    return pd.DataFrame.from_records(records), alleles
+
+
+def _kind(ref: str, alt: str) -> str:
+    if not set(alt) <= set("ACGTN") or not set(ref) <= set("ACGTN"):
+        return "symbolic"
+    if len(ref) == len(alt):
+        return "snv" if len(ref) == 1 else "mnv"
+    if len(ref) == 1 and alt.startswith(ref):
+        return "insertion"
+    if len(alt) == 1 and ref.startswith(alt):
+        return "deletion"
+    return "complex"
+
+
+def _with_allele(forward: str, window, position: int, ref: str, alt: str) -> str | None:
+    """The forward-strand window with ``alt`` written over ``ref`` (None when it does not
+    fit inside the window or REF does not match)."""
+    at = position - window.start
+    if at < 0 or at + len(ref) > len(forward) or forward[at : at + len(ref)] != ref.upper():
+        return None
+    return forward[:at] + alt.upper() + forward[at + len(ref) :]
+
+
+def _oriented(forward: str, window) -> str:
+    return _reverse_complement(forward) if window.strand == "-" else forward
+
+
+def _reverse_complement(sequence: str) -> str:
+    return sequence.upper().translate(_COMPLEMENT)[::-1]
+
+
+# --- masked-LM scores --------------------------------------------------------------------
+
+
+def _add_likelihood_scores(table, forward, window, model, batch_size, device) -> None:
+    scorer = load_scorer(model, target="mlm", device=device)
+    assert isinstance(scorer, LikelihoodScorer)
+    snv = (table["kind"] == "snv").to_numpy()
+    at = table["position"].to_numpy() - window.start
+    inside = snv & (at >= 0) & (at < len(forward))
+    alt_base = np.array([_BASE_INDEX.get(a, -1) for a in table["alt"]])
+    inside &= alt_base >= 0
+    masked = np.full(len(table), np.nan)
+    one_pass = np.full(len(table), np.nan)
+    if inside.any() and scorer.kind in ("char", "kmer", "nt_kmer"):
+        positions = at[inside]
+        masked[inside] = _both_strands(
+            lambda s, p: scorer.masked_llr(s, p, batch_size=batch_size),
+            forward, positions, alt_base[inside],
+        )  # fmt: skip
+        one_pass[inside] = _both_strands(
+            lambda s, p: scorer.one_pass_llr(s)[p], forward, positions, alt_base[inside]
+        )
+    table["llr_masked"] = masked
+    table["llr_one_pass"] = one_pass
+    table["embedding_shift"] = _embedding_shift(table, forward, window, model, device)
+
+
+def _both_strands(llr, forward: str, positions: np.ndarray, alt: np.ndarray) -> np.ndarray:
+    """Mean of an LLR function over the forward strand and the reverse complement."""
+    plus = llr(forward, positions)[np.arange(len(positions)), alt]
+    flipped = llr(_reverse_complement(forward), len(forward) - 1 - positions)
+    minus = flipped[np.arange(len(positions)), 3 - alt]  # A<->T, C<->G in ACGT order
+    return (plus + minus) / 2
+
+
+def _embedding_shift(table, forward, window, model, device) -> np.ndarray:
+    from ..models.encoder import load_encoder
+
+    encoder = load_encoder(model, device=device, precision="fp32")
+    windows = [_oriented(forward, window)]
+    index = []
+    for position, ref, alt in zip(table["position"], table["ref"], table["alt"], strict=True):
+        edited = _with_allele(forward, window, int(position), ref, alt)
+        index.append(-1 if edited is None else len(windows))
+        if edited is not None:
+            windows.append(_oriented(edited, window))
+    vectors = encoder.embed(windows).astype(np.float64)
+    shift = np.linalg.norm(vectors - vectors[0], axis=1)
+    return np.array([np.nan if i < 0 else shift[i] for i in index])
+
+
+# --- expression scores ------------------------------------------------------------------
+
+
+def _add_expression_scores(table, alleles, adata, ds, g, forward, window, scorer) -> None:
+    base = scorer.score([_oriented(forward, window)])[0]
+    edited = [
+        _with_allele(forward, window, int(p), r, a)
+        for p, r, a in zip(table["position"], table["ref"], table["alt"], strict=True)
+    ]
+    fits = [e is not None for e in edited]
+    delta = np.full(len(table), np.nan)
+    if any(fits):
+        scored = scorer.score([_oriented(e, window) for e in edited if e is not None])
+        delta[np.asarray(fits)] = (scored - base) / 2
+    table["delta_expression"] = delta
+    table["delta_expression_carriers"] = _carrier_effects(
+        table, alleles, adata, ds, g, window, scorer
+    )
+
+
+def _carrier_effects(table, alleles, adata, ds, g, window, scorer) -> np.ndarray:
+    """Mean over carriers' haplotypes of (prediction − prediction with REF restored) / 2."""
+    from ..get import reference_positions, unique_haplotypes
+
+    store_row = {s: i for i, s in enumerate(ds["sample"].values)}
+    people = np.array([store_row[s] for s in adata.obs_names], dtype=np.int64)
+    carried = ds["sample_haplotype"][:, g, :].values[people]  # (people, ploidy)
+    genotype = ds["genotype"].values[people]
+    haplotypes = unique_haplotypes(adata, window.gene)
+    lo = int(haplotypes.index[0])
+    coordinates = reference_positions(adata, window.gene).values
+    out = np.full(len(table), np.nan)
+    for n, (row, allele) in enumerate(zip(table["_row"], alleles, strict=True)):
+        ref, alt = table["ref"].iloc[n], table["alt"].iloc[n]
+        position = int(table["position"].iloc[n])
+        hits = carried[genotype[:, row, :] == allele]
+        if not len(hits):
+            continue
+        indices, counts = np.unique(hits, return_counts=True)
+        pairs, weights = [], []
+        for index, count in zip(indices, counts, strict=True):
+            sequence = haplotypes.loc[index, "sequence"]
+            restored = _restore_reference(
+                sequence, coordinates[index - lo, : len(sequence)], window, position, ref, alt
+            )
+            if restored is not None:
+                pairs.append((sequence, restored))
+                weights.append(count)
+        if pairs:
+            scores = scorer.score([s for pair in pairs for s in pair])
+            effects = (scores[0::2] - scores[1::2]) / 2
+            out[n] = np.average(effects, weights=weights)
+    return out
+
+
+def _restore_reference(sequence, coordinates, window, position, ref, alt) -> str | None:
+    """A haplotype (gene orientation) with ``alt`` at ``position`` turned back into ``ref``
+    (None when the haplotype does not show ``alt`` there, e.g. an overlapping variant)."""
+    minus = window.strand == "-"
+    forward = _reverse_complement(sequence) if minus else sequence
+    coords = coordinates[::-1] if minus else coordinates
+    hits = np.flatnonzero(coords == position)
+    if len(hits) != 1:
+        return None
+    at = int(hits[0])
+    if forward[at : at + len(alt)] != alt.upper():
+        return None
+    restored = forward[:at] + ref.upper() + forward[at + len(alt) :]
+    return _reverse_complement(restored) if minus else restored
+
+
+# --- eQTLs ------------------------------------------------------------------------------
+
+
+def _join_eqtl(table: pd.DataFrame, eqtl, gene_id: str, adata: ad.AnnData) -> pd.DataFrame:
+    from ..io.eqtl import read_eqtl
+
+    eqtls = eqtl if isinstance(eqtl, pd.DataFrame) else read_eqtl(eqtl)
+    by_id = eqtls.drop_duplicates("rsid").set_index("rsid")
+    rows = by_id.reindex(table["variant_id"]) if len(table) else by_id.iloc[:0]
+    same = (rows["ref"].to_numpy() == table["ref"].to_numpy()) & (
+        rows["alt"].to_numpy() == table["alt"].to_numpy()
+    )
+    swapped = (rows["ref"].to_numpy() == table["alt"].to_numpy()) & (
+        rows["alt"].to_numpy() == table["ref"].to_numpy()
+    )
+    slope = rows["slope"].to_numpy(dtype=float)
+    table = table.copy()
+    table["eqtl_gene"] = rows["gene_name"].to_numpy()
+    table["eqtl_slope"] = np.where(same, slope, np.where(swapped, -slope, np.nan))
+    table["eqtl_qval"] = rows["qval"].to_numpy(dtype=float)
+    names = {_unversioned(gene_id)}
+    if gene_id in adata.var_names and "gene_name" in adata.var.columns:
+        names.add(str(adata.var.loc[gene_id, "gene_name"]))
+    this_gene = np.array(
+        [str(n) in names or _unversioned(str(i)) in names
+         for n, i in zip(rows["gene_name"], rows["gene_id"], strict=True)]
+    )  # fmt: skip
+    agreement = pd.Series(pd.NA, index=table.index, dtype="boolean")
+    if "delta_expression" in table:
+        known = (
+            this_gene & np.isfinite(table["eqtl_slope"]) & np.isfinite(table["delta_expression"])
+        )
+        agreement[known] = np.sign(table["delta_expression"][known]) == np.sign(
+            table["eqtl_slope"][known]
+        )
+    table["sign_agreement"] = agreement
+    return table
+
+
+def _unversioned(gene_id: str) -> str:
+    return str(gene_id).split(".")[0]

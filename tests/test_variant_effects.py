@@ -1,0 +1,208 @@
+"""Variant effects: zero-shot likelihood ratios, predicted expression changes, eQTL join."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import genlm_sc as gl
+from genlm_sc.tl._scoring import BASES, load_scorer
+from test_embed import conv_checkpoint, third_party_checkpoint
+from test_finetune import regressor
+
+torch.set_num_threads(1)
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+EQTL = SHARED / "eqtl" / "GTEx_v8_Cells_EBV-transformed_lymphocytes.v8.egenes.txt.gz"
+SEQUENCE = "".join(np.random.default_rng(1).choice(list(BASES), 40))
+COMPLEMENT = str.maketrans("ACGT", "TGCA")
+
+
+def log_probs(network, tokenizer, ids):
+    with torch.inference_mode():
+        logits = network(input_ids=torch.tensor([ids])).logits[0]
+    return torch.log_softmax(logits.double(), -1).numpy()
+
+
+@pytest.mark.parametrize("style", ["conv", "dnabert"])
+def test_masked_and_one_pass_llr_equal_a_plain_forward_pass(tmp_path, style):
+    if style == "conv":
+        folder = conv_checkpoint(tmp_path / "m")
+    else:
+        folder = third_party_checkpoint(tmp_path / "m", style)[0]
+    scorer = load_scorer(folder, target="mlm", device="cpu")
+    network, tokenizer = scorer.network, scorer.tokenizer
+    k = 1 if style == "conv" else 3
+    ids = tokenizer(SEQUENCE)["input_ids"]
+    head = int(tokenizer.cls_token_id is not None)
+    vocab = tokenizer.get_vocab()
+    one_pass = scorer.one_pass_llr(SEQUENCE)
+    masked = scorer.masked_llr(SEQUENCE, [0, 17, 39])
+    plain = log_probs(network, tokenizer, ids)
+    for row, position in enumerate([0, 17, 39]):
+        tokens = [t for t in range(len(SEQUENCE) - k + 1) if t <= position < t + k]
+        hidden = list(ids)
+        for t in tokens:
+            hidden[head + t] = tokenizer.mask_token_id
+        blind = log_probs(network, tokenizer, hidden)
+        for b, letter in enumerate(BASES):
+            mutant = SEQUENCE[:position] + letter + SEQUENCE[position + 1 :]
+            gain_masked = gain_plain = 0.0
+            for t in tokens:
+                new, old = vocab[mutant[t : t + k]], vocab[SEQUENCE[t : t + k]]
+                gain_masked += blind[head + t, new] - blind[head + t, old]
+                gain_plain += plain[head + t, new] - plain[head + t, old]
+            assert masked[row, b] == pytest.approx(gain_masked, abs=1e-4)
+            assert one_pass[position, b] == pytest.approx(gain_plain, abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def effects(tmp_path_factory):
+    root = tmp_path_factory.mktemp("effects")
+    cohort = gl.datasets.example_cohort(width=200)
+    folder = conv_checkpoint(root / "m")
+    model = regressor(folder, strategy="prune").eval()
+    ds = gl.get.haplotype_store(cohort)
+    per_gene = np.bincount(ds["variant_gene"].values, minlength=cohort.n_vars)
+    strands = cohort.var["strand"].to_numpy()
+    genes = {}
+    for strand in "+-":  # the gene of each strand with most variants
+        picks = np.flatnonzero(strands == strand)
+        genes[strand] = cohort.var_names[picks[np.argmax(per_gene[picks])]]
+    tables = {
+        strand: gl.tl.variant_effects(
+            cohort, gene=gene, model=folder, expression_model=model, device="cpu"
+        )
+        for strand, gene in genes.items()
+    }
+    return cohort, folder, model, genes, tables
+
+
+def test_every_variant_allele_gets_a_row_with_its_frequency(effects):
+    cohort, _, _, genes, tables = effects
+    ds = gl.get.haplotype_store(cohort)
+    for strand, gene in genes.items():
+        table = tables[strand]
+        g = list(ds["gene"].values).index(gene)
+        rows = np.flatnonzero(ds["variant_gene"].values == g)
+        n_alleles = sum(len(str(a).split(",")) for a in ds["variant_alt"].values[rows])
+        assert len(table) == n_alleles > 0
+        first = table.iloc[0]
+        j = rows[0]
+        calls = ds["genotype"].values[:, j, :]
+        assert first["alt_frequency"] == pytest.approx((calls == 1).sum() / (calls >= 0).sum())
+        assert first["n_carriers"] == int((calls == 1).any(axis=1).sum())
+        snv = table["kind"] == "snv"
+        assert np.isfinite(table.loc[snv, ["llr_masked", "llr_one_pass"]]).all().all()
+        assert table.loc[~snv, "llr_masked"].isna().all()
+        assert np.isfinite(table[["embedding_shift", "delta_expression"]]).all().all()
+        assert cohort.uns["gl_variant_effects"][gene] is table
+
+
+def test_expression_changes_equal_predictions_of_edited_windows(effects):
+    cohort, _, model, genes, tables = effects
+    for strand, gene in genes.items():
+        table = tables[strand]
+        row = table[table["kind"] == "snv"].iloc[0]
+        window = cohort.var.loc[gene]
+        reference = gl.get.sequences(cohort[:, [gene]])[gene]
+        forward = reference if strand == "+" else reference.translate(COMPLEMENT)[::-1]
+        at = row["position"] - window["start"]
+        assert forward[at] == row["ref"]
+        edited = forward[:at] + row["alt"] + forward[at + 1 :]
+        if strand == "-":
+            edited = edited.translate(COMPLEMENT)[::-1]
+        before, after = gl.tl.predict(model, [reference, edited])
+        assert row["delta_expression"] == pytest.approx((after - before) / 2, rel=1e-4)
+
+        # carriers' own haplotypes: turn the ALT base back into REF and predict both
+        haplotypes = gl.get.unique_haplotypes(cohort, gene)
+        coords = gl.get.reference_positions(cohort, gene).values
+        alt = row["alt"] if strand == "+" else row["alt"].translate(COMPLEMENT)
+        ref = row["ref"] if strand == "+" else row["ref"].translate(COMPLEMENT)
+        effects_, weights = [], []
+        for i, (_, entry) in enumerate(haplotypes.iterrows()):
+            hit = np.flatnonzero(coords[i, : entry["length"]] == row["position"])
+            if len(hit) and entry["sequence"][hit[0]] == alt:
+                restored = entry["sequence"][: hit[0]] + ref + entry["sequence"][hit[0] + 1 :]
+                mine, theirs = gl.tl.predict(model, [entry["sequence"], restored])
+                effects_.append((mine - theirs) / 2)
+                weights.append(entry["count"])
+        expected = np.average(effects_, weights=weights)
+        assert row["delta_expression_carriers"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_llr_is_averaged_over_both_strands(effects):
+    cohort, folder, _, genes, tables = effects
+    gene = genes["+"]
+    row = tables["+"][tables["+"]["kind"] == "snv"].iloc[0]
+    reference = gl.get.sequences(cohort[:, [gene]])[gene]
+    at = row["position"] - cohort.var.loc[gene, "start"]
+    scorer = load_scorer(folder, target="mlm", device="cpu")
+    plus = scorer.one_pass_llr(reference)[at, BASES.index(row["alt"])]
+    flipped = reference.translate(COMPLEMENT)[::-1]
+    minus = scorer.one_pass_llr(flipped)[len(reference) - 1 - at,
+                                         BASES.index(row["alt"].translate(COMPLEMENT))]  # fmt: skip
+    assert row["llr_one_pass"] == pytest.approx((plus + minus) / 2, abs=1e-6)
+
+
+def test_eqtls_join_by_rsid_with_alleles_turned_to_ours(effects):
+    cohort, _, model, genes, tables = effects
+    gene = genes["+"]
+    table = tables["+"]
+    first, second = table.iloc[0], table.iloc[1]
+    name = cohort.var.loc[gene, "gene_name"]
+    eqtl = pd.DataFrame(
+        {
+            "rsid": [first["variant_id"], second["variant_id"], "rs0"],
+            "gene_id": ["ENSGX", gene.split(".")[0] + ".99", "ENSGY"],
+            "gene_name": [name, "other", "x"],
+            "chrom": ["chr20"] * 3,
+            "position": [0, 0, 0],
+            "ref": [first["ref"], second["alt"], "A"],
+            "alt": [first["alt"], second["ref"], "C"],
+            "slope": [0.5, 0.5, 1.0],
+            "qval": [0.01, 0.02, 0.5],
+        }
+    )
+    joined = gl.tl.variant_effects(cohort, gene=gene, expression_model=model, eqtl=eqtl,
+                                   device="cpu")  # fmt: skip
+    assert joined["eqtl_slope"].iloc[0] == 0.5 and joined["eqtl_slope"].iloc[1] == -0.5
+    assert joined["eqtl_slope"].iloc[2:].isna().all()
+    for i in (0, 1):  # matched by gene name, then by unversioned gene id
+        expected = np.sign(joined["delta_expression"].iloc[i]) == np.sign(
+            joined["eqtl_slope"].iloc[i]
+        )
+        assert joined["sign_agreement"].iloc[i] == expected
+    assert joined["sign_agreement"].iloc[2:].isna().all()
+    assert "llr_masked" not in joined  # no masked LM given
+
+
+def test_variant_effects_needs_a_model(effects):
+    cohort, *_ = effects
+    with pytest.raises(ValueError, match="model"):
+        gl.tl.variant_effects(cohort, gene=cohort.var_names[0])
+
+
+def test_read_eqtl_refuses_a_table_without_slopes(tmp_path):
+    path = tmp_path / "eqtl.txt"
+    path.write_text("rsid\tref\talt\nrs1\tA\tC\n")
+    with pytest.raises(gl.io.InputFileError, match=r"eqtl.txt.*slope"):
+        gl.io.read_eqtl(path)
+    path.write_text("rsid\tref\talt\tslope\nrs1\tA\tC\tbig\n")
+    with pytest.raises(gl.io.InputFileError, match=r"rs1.*not a number"):
+        gl.io.read_eqtl(path)
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not EQTL.exists(), reason="../shared/data is absent")
+def test_read_eqtl_reads_gtex_egenes():
+    table = gl.io.read_eqtl(EQTL)
+    assert len(table) > 20_000
+    assert table["rsid"].str.startswith("rs").all()
+    row = table[table["gene_name"] == "C20orf96"].iloc[0]
+    assert (row["rsid"], row["position"], row["ref"], row["alt"]) == ("rs6082066", 284723, "A", "G")
+    assert row["slope"] == pytest.approx(0.40704)
