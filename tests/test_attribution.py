@@ -221,3 +221,29 @@ def test_panels_are_attributed_on_their_windows(tmp_path):
         gl.tl.attribute(panel, gene="a", model=tmp_path / "m", target="mlm", samples=["x"])
     with pytest.raises(ValueError, match="method"):
         gl.tl.attribute(panel, gene="a", model=tmp_path / "m", target="mlm", method="saliency")
+
+
+def test_plots_draw_the_stored_attributions(cohort_and_model):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cohort, folder, _ = cohort_and_model
+    gene = cohort.var_names[3]
+    result = gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", device="cpu",
+                             key_added="plotted")  # fmt: skip
+    center = int(result["position"].values[100])
+    ax = gl.pl.attribution(cohort, gene=gene, key="plotted", center=center, flank=10)
+    assert 15 <= len(ax.patches) <= 4 * 21  # a glyph per base in view with a height
+    assert "ISM importance" in ax.get_ylabel()
+    ax = gl.pl.ism(result, center=center, flank=10)
+    assert ax.images[0].get_array().shape == (4, 21)
+    plt.close("all")
+    table = gl.tl.variant_effects(cohort, gene=gene, model=folder, device="cpu")
+    ax = gl.pl.variant_effects(cohort, gene=gene, x="llr_masked", y="llr_one_pass")
+    n_points = sum(len(c.get_offsets()) for c in ax.collections)
+    assert n_points == int(np.isfinite(table["llr_masked"]).sum())
+    with pytest.raises(KeyError, match="no column"):
+        gl.pl.variant_effects(table, x="delta_expression")
+    plt.close("all")

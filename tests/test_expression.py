@@ -352,3 +352,22 @@ def test_geuvadis_znf549_eqtl_is_recovered():
     assert "snp_19_58127189" in top and fit["coefficients"]["snp_19_58127189"] < 0
     in_sample = fit["intercept"] + dosages.to_numpy() @ fit["coefficients"].to_numpy()
     assert np.corrcoef(in_sample, y)[0, 1] > 0.5
+
+
+def test_simulation_plants_hand_picked_causal_variants():
+    cohort = gl.datasets.example_cohort(width=256)
+    ds = gl.get.haplotype_store(cohort)
+    gene = cohort.var_names[int(np.argmax(np.bincount(ds["variant_gene"].values)))]
+    g = list(ds["gene"].values).index(gene)
+    ids = ds["variant_id"].values[ds["variant_gene"].values == g][:2]
+    causal = pd.DataFrame({"gene": gene, "variant_id": ids, "effect": [1.0, -2.0]})
+    gl.datasets.simulate_expression(cohort, n_causal=1, h2=0.5, causal=causal, rng=3)
+    table = cohort.uns["gl_simulation"]["causal_variants"]
+    planted = table[table["gene"] == gene].set_index("variant_id")
+    assert list(planted.index) == list(ids)
+    ratio = planted.loc[ids[1], "effect"] / planted.loc[ids[0], "effect"]
+    assert ratio == pytest.approx(-2.0)
+    assert cohort.var.loc[gene, "sim_n_causal"] == 2
+    with pytest.raises(KeyError, match="not in the window"):
+        bad = pd.DataFrame({"gene": [gene], "variant_id": ["rs_nowhere"]})
+        gl.datasets.simulate_expression(cohort, causal=bad)

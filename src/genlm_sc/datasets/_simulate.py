@@ -24,6 +24,7 @@ def simulate_expression(
     n_causal: int | tuple[int, int] = 1,
     h2: float | tuple[float, float] = 0.3,
     min_maf: float = 0.05,
+    causal: pd.DataFrame | None = None,
     rng: int | np.random.Generator | None = 0,
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -45,6 +46,11 @@ def simulate_expression(
         Heritability per gene, or a ``(low, high)`` range drawn per gene.
     min_maf
         Smallest minor allele frequency of a causal variant.
+    causal
+        Causal variants chosen by hand instead of drawn, for the genes it lists: a
+        DataFrame with columns ``gene`` (id) and ``variant_id``, and optionally
+        ``effect`` (relative effects of the ALT allele before scaling to ``h2``; drawn
+        when absent). Variants of other windows, or absent ones, raise a ``KeyError``.
     rng
         Seed or generator.
     copy
@@ -68,6 +74,10 @@ def simulate_expression(
     store_row = {s: i for i, s in enumerate(ds["sample"].values)}
     rows = np.array([store_row[s] for s in adata.obs_names], dtype=np.int64)
     genotype = ds["genotype"].values[rows]
+    planted = {} if causal is None else dict(iter(causal.groupby("gene")))
+    unknown = set(planted) - set(adata.var_names)
+    if unknown:
+        raise KeyError(f"causal variants given for unknown genes: {sorted(unknown)[:5]}")
     n_genes = adata.n_vars
     wanted = _draw(n_causal, generator, n_genes, integer=True).astype(int)
     heritability = _draw(h2, generator, n_genes)
@@ -82,6 +92,8 @@ def simulate_expression(
         common = index[np.minimum(frequency, 1 - frequency) >= min_maf]
         chosen = np.sort(generator.choice(common, min(wanted[g], len(common)), replace=False))
         beta = generator.standard_normal(len(chosen))
+        if adata.var_names[g] in planted:
+            chosen, beta = _planted(planted[adata.var_names[g]], index, ds, generator)
         genetic = (
             (genotype[:, chosen, :] > 0).sum(axis=2) @ beta
             if len(chosen)
@@ -122,3 +134,23 @@ def simulate_expression(
         "model": "y = sum_k dosage_k * effect_k + noise; Var(genetic) = h2, Var(y) = 1",
     }
     return adata if copy else None
+
+
+def _planted(
+    table: pd.DataFrame, index: np.ndarray, ds, generator: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Store rows and effects of hand-picked causal variants of one window."""
+    ids = ds["variant_id"].values[index]
+    rows = []
+    for variant_id in table["variant_id"]:
+        hits = index[ids == variant_id]
+        if not len(hits):
+            gene = table["gene"].iloc[0]
+            raise KeyError(f"variant {variant_id!r} is not in the window of {gene}")
+        rows.append(int(hits[0]))
+    if "effect" in table:
+        effects = table["effect"].to_numpy(dtype=float)
+    else:
+        effects = generator.standard_normal(len(rows))
+    order = np.argsort(rows)
+    return np.asarray(rows)[order], effects[order]

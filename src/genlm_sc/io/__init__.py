@@ -10,6 +10,7 @@ from .eqtl import read_eqtl
 from .errors import InputFileError
 from .expression import read_covariates, read_expression, read_expression_bed_genes
 from .fasta import FastaReference
+from .motifs import read_motifs
 from .samples import read_sample_panel
 from .vcf import VariantBlock, VariantFile
 
@@ -25,5 +26,6 @@ __all__ = [
     "read_eqtl",
     "read_expression",
     "read_expression_bed_genes",
+    "read_motifs",
     "read_sample_panel",
 ]

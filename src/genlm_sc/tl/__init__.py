@@ -5,6 +5,7 @@ from ._embed import embed
 from ._expression import fit_dosages, fit_expression
 from ._gene_level import fit_gene_expression
 from ._kmer import kmer_profile
+from ._motifs import motif_matches, scan_motifs
 from ._predictability import predictability
 from ._pretrain import pretrain
 
@@ -16,9 +17,11 @@ __all__: list[str] = [
     "fit_expression",
     "fit_gene_expression",
     "kmer_profile",
+    "motif_matches",
     "predict",
     "predictability",
     "pretrain",
+    "scan_motifs",
     "variant_effects",
 ]
 
