@@ -18,6 +18,7 @@ def test_demo_runs(tmp_path):
     assert (tmp_path / "demo" / "haplotype_diversity.png").stat().st_size > 10_000
     assert (tmp_path / "demo" / "chr20_lm" / "config.json").exists()
     assert (tmp_path / "demo" / "people_umap.png").stat().st_size > 10_000
+    assert (tmp_path / "demo" / "attribution.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("script", TUTORIALS, ids=[p.name for p in TUTORIALS])

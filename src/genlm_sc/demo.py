@@ -3,7 +3,9 @@
 Builds the 30-gene panel, every person's haplotypes, writes the cohort store, reads it back
 and draws the haplotype diversity plot; then pretrains a small variant-aware DNA language
 model on the example region (a few minutes on a laptop CPU), embeds every distinct
-haplotype with it and clusters the people of one gene with scanpy.
+haplotype with it and clusters the people of one gene with scanpy; finally scores every
+variant of that gene zero-shot with the model and draws the bases the model relies on
+around the variant it finds least likely.
 """
 
 from __future__ import annotations
@@ -90,6 +92,24 @@ def language_model(cohort, files, out: Path, *, steps: int) -> None:
     ax.set_title(f"{cohort.var.loc[gene, 'gene_name']}: people by their two haplotypes")
     ax.figure.savefig(out / "people_umap.png", dpi=150, bbox_inches="tight")
     print(f"wrote {out / 'people_umap.png'}")
+    variant_effects(cohort, gene, model_dir, out)
+
+
+def variant_effects(cohort, gene: str, model_dir: Path, out: Path) -> None:
+    """Zero-shot variant scores and a gradient × input logo around the lowest-scoring SNV."""
+    import matplotlib.pyplot as plt
+
+    effects = gl.tl.variant_effects(cohort, gene=gene, model=model_dir)
+    columns = ["variant_id", "position", "ref", "alt", "alt_frequency", "llr_masked"]
+    ranked = effects.dropna(subset=["llr_masked"]).sort_values("llr_masked")
+    print(f"variants of {gene} the model finds least likely (natural-log ratio ALT vs REF):")
+    print(ranked[columns].head(5).to_string(index=False))
+    gl.tl.attribute(cohort, gene=gene, model=model_dir, method="grad_x_input", target="mlm")
+    fig, ax = plt.subplots(figsize=(12, 2.8))
+    gl.pl.attribution(cohort, gene=gene, key="gl_grad_x_input_mlm",
+                      center=int(ranked["position"].iloc[0]), flank=30, ax=ax)  # fmt: skip
+    fig.savefig(out / "attribution.png", dpi=150, bbox_inches="tight")
+    print(f"wrote {out / 'attribution.png'}")
 
 
 if __name__ == "__main__":

@@ -116,8 +116,9 @@ class _ConvBlock(nn.Module):
         self.ffn_norm = nn.LayerNorm(h, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        conv = self.conv((hidden * keep).transpose(1, 2)).transpose(1, 2)
+    def forward(self, hidden: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        source = hidden if keep is None else hidden * keep
+        conv = self.conv(source.transpose(1, 2)).transpose(1, 2)
         hidden = hidden + self.dropout(self.conv_norm(F.gelu(conv)))
         return hidden + self.dropout(self.ffn_norm(self.ffn(hidden)))
 
@@ -201,17 +202,16 @@ class GenlmConvModel(GenlmConvPreTrainedModel):
             Also return the embeddings and every block's output.
         """
         hidden = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        if attention_mask is None:
-            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-        keep = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        padded = attention_mask is not None and not bool(attention_mask.all())
+        keep = attention_mask.unsqueeze(-1).to(hidden.dtype) if padded else None
         states = [hidden] if output_hidden_states else None
         for block in self.conv_layers:
             hidden = block(hidden, keep)
             if states is not None:
                 states.append(hidden)
-        padding = attention_mask == 0
+        padding = attention_mask == 0 if padded else None
         for layer in self.attention_layers:
-            hidden = layer(hidden, src_key_padding_mask=padding if padding.any() else None)
+            hidden = layer(hidden, src_key_padding_mask=padding)
             if states is not None:
                 states.append(hidden)
         hidden = self.final_norm(hidden)
