@@ -180,6 +180,23 @@ def test_attribute_maps_haplotype_bases_to_the_reference(cohort_and_model):
     assert again.identical(result)
 
 
+def test_ism_of_a_region_equals_that_part_of_the_full_ism(cohort_and_model):
+    cohort, folder, _ = cohort_and_model
+    gene, _ = indel_gene(cohort)
+    samples = list(cohort.obs_names[:40])
+    full = gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", samples=samples,
+                           device="cpu", key_added="full")  # fmt: skip
+    positions = np.sort(full["position"].values)
+    region = (int(positions[50]), int(positions[90]))
+    part = gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", samples=samples,
+                           device="cpu", region=region, key_added="part")  # fmt: skip
+    inside = (full["position"] >= region[0]) & (full["position"] < region[1])
+    np.testing.assert_allclose(part["attribution"].where(inside, drop=True),
+                               full["attribution"].where(inside, drop=True), atol=1e-5)  # fmt: skip
+    outside = part["attribution"].where(~inside, drop=True).values
+    assert np.isnan(outside).all() and part.attrs["region"] == f"{region[0]}-{region[1]}"
+
+
 def test_grad_x_input_is_the_gradient_at_the_own_base(cohort_and_model):
     cohort, folder, _ = cohort_and_model
     gene = cohort.var_names[0]

@@ -116,7 +116,7 @@ def test_expression_changes_equal_predictions_of_edited_windows(effects):
         if strand == "-":
             edited = edited.translate(COMPLEMENT)[::-1]
         before, after = gl.tl.predict(model, [reference, edited])
-        assert row["delta_expression"] == pytest.approx((after - before) / 2, rel=1e-4)
+        assert row["delta_expression"] == pytest.approx((after - before) / 2, rel=1e-3, abs=1e-6)
 
         # carriers' own haplotypes: turn the ALT base back into REF and predict both
         haplotypes = gl.get.unique_haplotypes(cohort, gene)
@@ -132,7 +132,7 @@ def test_expression_changes_equal_predictions_of_edited_windows(effects):
                 effects_.append((mine - theirs) / 2)
                 weights.append(entry["count"])
         expected = np.average(effects_, weights=weights)
-        assert row["delta_expression_carriers"] == pytest.approx(expected, rel=1e-4)
+        assert row["delta_expression_carriers"] == pytest.approx(expected, rel=1e-3, abs=1e-6)
 
 
 def test_llr_is_averaged_over_both_strands(effects):

@@ -112,14 +112,21 @@ class ChunkScorer:
         totals = np.stack([self._features(c, batch_size).sum(0) for c in chunked])
         return self._combine(totals)
 
-    def saturation_mutagenesis(self, sequence: str, *, batch_size: int = 32) -> np.ndarray:
-        """Score change of every single-base substitution.
+    def saturation_mutagenesis(
+        self,
+        sequence: str,
+        *,
+        positions: Sequence[int] | None = None,
+        batch_size: int = 32,
+    ) -> np.ndarray:
+        """Score change of every single-base substitution (at ``positions``: all if None).
 
         Returns
         -------
         ``(len(sequence), 4)`` float64: ``score(mutant) - score(sequence)`` for writing
         A, C, G, T at each position; ``0`` at the sequence's own base and ``NaN`` on a
-        whole row where the sequence has no A/C/G/T (such positions are not mutated).
+        whole row where the sequence has no A/C/G/T (such positions are not mutated) and
+        at positions not asked for.
         """
         sequence = _clean(sequence)
         chunks = self.chunker.chunk_ids(sequence)
@@ -142,7 +149,7 @@ class ChunkScorer:
                 where.append((position, base))
             pending.clear()
 
-        for position, base, changed in self._mutants(sequence, chunks):
+        for position, base, changed in self._mutants(sequence, chunks, positions):
             if base is None:
                 out[position] = 0.0  # a mutable position; unchanged tokens keep 0
             elif changed is not None:
@@ -218,7 +225,7 @@ class ChunkScorer:
         return np.stack([self._cache[k] for k in keys])
 
     def _mutants(
-        self, sequence: str, chunks: list[list[int]]
+        self, sequence: str, chunks: list[list[int]], positions: Sequence[int] | None = None
     ) -> Iterator[tuple[int, int | None, list[tuple[int, list[int]]] | None]]:
         """``(position, base, changed chunks)`` for every substitution.
 
@@ -227,9 +234,9 @@ class ChunkScorer:
         chunking differs and all of its chunks are listed.
         """
         if self.kind in _POSITIONAL:
-            yield from self._positional_mutants(sequence, chunks)
+            yield from self._positional_mutants(sequence, chunks, positions)
             return
-        for position, base in _substitutions(sequence):
+        for position, base in _substitutions(sequence, positions):
             if base is None:
                 yield position, None, None
                 continue
@@ -241,10 +248,10 @@ class ChunkScorer:
             changed = [(c, ids) for c, ids in enumerate(new) if ids != chunks[c]]
             yield position, base, changed or None
 
-    def _positional_mutants(self, sequence: str, chunks: list[list[int]]):
+    def _positional_mutants(self, sequence: str, chunks: list[list[int]], positions=None):
         spans, chunk_of, column_of = self.token_layout(sequence)
         covering = _covering_tokens(spans, len(sequence))
-        for position, base in _substitutions(sequence):
+        for position, base in _substitutions(sequence, positions):
             if base is None:
                 yield position, None, None
                 continue
@@ -299,7 +306,8 @@ class ExpressionScorer(ChunkScorer):
 
     def chunk_features(self, ids, mask, keep):
         states = self.model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        summed = (_widened(states) * keep.unsqueeze(-1)).sum(1)
+        keep = keep.double()  # sums over tokens in float64: ISM differences stay exact
+        summed = (states.double() * keep.unsqueeze(-1)).sum(1)
         return torch.cat([summed, keep.sum(1, keepdim=True)], dim=1)
 
     def combine(self, totals):
@@ -316,7 +324,8 @@ class LikelihoodScorer(ChunkScorer):
     def chunk_features(self, ids, mask, keep):
         logits = _widened(self.network(input_ids=ids, attention_mask=mask).logits)
         own = torch.log_softmax(logits, dim=-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-        return torch.stack([(own * keep).sum(1), keep.sum(1)], dim=1)
+        keep = keep.double()  # sums over tokens in float64: ISM differences stay exact
+        return torch.stack([(own.double() * keep).sum(1), keep.sum(1)], dim=1)
 
     def combine(self, totals):
         return totals[:, 0]
@@ -461,11 +470,13 @@ def _clean(sequence: str) -> str:
     return str(sequence).upper()
 
 
-def _substitutions(sequence: str) -> Iterator[tuple[int, int | None]]:
+def _substitutions(
+    sequence: str, positions: Sequence[int] | None = None
+) -> Iterator[tuple[int, int | None]]:
     """``(position, None)`` then ``(position, base)`` for the three other bases, for every
-    position holding A/C/G/T."""
-    for position, letter in enumerate(sequence):
-        own = _BASE_INDEX.get(letter)
+    position (of ``positions``, default all) holding A/C/G/T."""
+    for position in range(len(sequence)) if positions is None else sorted(set(positions)):
+        own = _BASE_INDEX.get(sequence[position])
         if own is None:
             continue
         yield position, None
