@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-fast", action="store_true", help="skip tangermeme fast=True")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--llr-length", type=int, default=510, help="window of the LLR timing")
     parser.add_argument("--hidden", type=int, default=128, help="random model: hidden size")
     parser.add_argument("--blocks", type=int, default=8, help="random model: conv blocks")
     args = parser.parse_args()
@@ -239,7 +240,7 @@ def main() -> None:
     gene = cohort.var_names[int(np.argmax(ds["gene_n_haplotypes"].values))]
     haplotypes = gl.get.unique_haplotypes(cohort, gene)["sequence"].tolist()
     report["cohort"]["chunks"] = {"gene": gene, **chunk_sharing(scorer, haplotypes)}
-    report["llr"] = llr_timing(model_dir, min(args.length, 1020))
+    report["llr"] = llr_timing(model_dir, args.llr_length)
     print(json.dumps(report, indent=2, default=float))
     (RESULTS / "bench_ism.json").write_text(json.dumps(report, indent=2, default=float))
 

@@ -1,7 +1,8 @@
 """Files to arrays: FASTA, VCF/BCF, gene annotation, expression and eQTL tables, sample
-panels.
+panels, labelled sequences.
 
-Nothing here knows about AnnData.
+Readers return plain arrays and tables, except :func:`read_labelled_sequences`, which
+returns a sequence panel (AnnData).
 """
 
 from .annotation import read_annotation
@@ -10,6 +11,7 @@ from .eqtl import read_eqtl
 from .errors import InputFileError
 from .expression import read_covariates, read_expression, read_expression_bed_genes
 from .fasta import FastaReference
+from .labelled import read_labelled_sequences
 from .motifs import read_motifs
 from .samples import read_sample_panel
 from .vcf import VariantBlock, VariantFile
@@ -26,6 +28,7 @@ __all__ = [
     "read_eqtl",
     "read_expression",
     "read_expression_bed_genes",
+    "read_labelled_sequences",
     "read_motifs",
     "read_sample_panel",
 ]

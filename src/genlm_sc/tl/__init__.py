@@ -13,12 +13,14 @@ __all__: list[str] = [
     "attribute",
     "cluster_agreement",
     "embed",
+    "fit_classifier",
     "fit_dosages",
     "fit_expression",
     "fit_gene_expression",
     "kmer_profile",
     "motif_matches",
     "predict",
+    "predict_classifier",
     "predictability",
     "pretrain",
     "scan_motifs",
@@ -31,6 +33,8 @@ _LAZY = {
     "predict": "._finetune",
     "attribute": "._attribution",
     "variant_effects": "._variant_effects",
+    "fit_classifier": "._classifier",
+    "predict_classifier": "._classifier",
 }
 
 

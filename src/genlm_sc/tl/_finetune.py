@@ -37,7 +37,13 @@ from torch import nn
 from .._devices import resolve_device
 from ..models.encoder import SequenceEncoder, load_encoder
 
-__all__ = ["FinetuneOptions", "HaplotypeRegressor", "pairwise_loss", "predict"]
+__all__ = [
+    "FinetuneOptions",
+    "HaplotypeRegressor",
+    "PooledSequenceModel",
+    "pairwise_loss",
+    "predict",
+]
 
 Strategy = Literal["lora", "prune"]
 #: File of the regression head's weights in a saved model folder.
@@ -156,14 +162,13 @@ class FinetuneOptions:
 # --- the model --------------------------------------------------------------------------
 
 
-class HaplotypeRegressor(nn.Module):
-    """Shared encoder on both haplotypes, mean-pooled, concatenated, linear head.
+class PooledSequenceModel(nn.Module):
+    """An encoder with its tokenizer that mean-pools token states per sequence.
 
-    The head standardises its inputs, since a single variant moves a mean over all tokens
-    only a little: in training with the batch's means and SDs (as batch normalisation
-    does), in evaluation with fixed ones, set by :meth:`standardise_inputs` to those of
-    the training people under the trained encoder. Predictions are in the units of the training
-    targets: the head predicts standardised values, rescaled with ``y_mean`` and ``y_std``.
+    The base of the fine-tuned models (:class:`HaplotypeRegressor`,
+    :class:`~genlm_sc.tl._classifier.SequenceClassifier`): sequences are cut into chunks of
+    whole tokens as :meth:`~genlm_sc.models.SequenceEncoder.embed` does, and every sequence's
+    token states are averaged over all its chunks, special and padding tokens excluded.
 
     Parameters
     ----------
@@ -173,54 +178,19 @@ class HaplotypeRegressor(nn.Module):
         Its tokenizer.
     max_length
         Tokens per chunk, special tokens included (long sequences are chunked).
-    y_mean, y_std
-        Scale of the targets.
     """
 
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tokenizer: Any,
-        *,
-        max_length: int,
-        y_mean: float = 0.0,
-        y_std: float = 1.0,
-    ):
+    def __init__(self, encoder: nn.Module, tokenizer: Any, *, max_length: int):
         super().__init__()
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
-        self.y_mean = float(y_mean)
-        self.y_std = float(y_std)
-        self.head = _Head(2 * int(encoder.config.hidden_size))
         self._chunker: SequenceEncoder | None = None
         self._chunks: dict[str, list[list[int]]] = {}
 
     @property
     def device(self) -> torch.device:
-        return self.head.linear.weight.device
-
-    def forward(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
-        """Standardised predictions ``(n_people,)`` for ``(haplotype_1, haplotype_2)`` pairs."""
-        sequences = [p[0] for p in pairs] + [p[1] for p in pairs]
-        pooled = self.pool(sequences)
-        n = len(pairs)
-        return self.head(torch.cat([pooled[:n], pooled[n:]], dim=1))
-
-    @torch.no_grad()
-    def standardise_inputs(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> None:
-        """Set the head's input means and scales to those of ``pairs`` under this encoder."""
-        was_training = self.training
-        self.eval()
-        features = []
-        for start in range(0, len(pairs), batch_size):
-            batch = pairs[start : start + batch_size]
-            pooled = self.pool([p[0] for p in batch] + [p[1] for p in batch])
-            features.append(torch.cat([pooled[: len(batch)], pooled[len(batch) :]], dim=1))
-        stacked = torch.cat(features).double()
-        self.head.mean.copy_(stacked.mean(0).float())
-        self.head.scale.copy_(torch.sqrt(stacked.var(0, correction=0) + _Head.EPS).float())
-        self.train(was_training)
+        return next(self.parameters()).device
 
     def pool(self, sequences: Sequence[str]) -> torch.Tensor:
         """Mean token state of each sequence over all its chunks, ``(n, hidden_size)``."""
@@ -250,31 +220,103 @@ class HaplotypeRegressor(nn.Module):
             self._chunks[sequence] = self._batcher().chunk_ids(sequence)
         return self._chunks[sequence]
 
+    #: Files of the head's weights and settings in a saved folder, and what it holds.
+    head_weights = "head.pt"
+    head_config = "head.json"
+    saved_kind = "fine-tuned model"
+
+    def head_settings(self) -> dict[str, Any]:
+        """Constructor keywords (besides encoder and tokenizer) written next to the head."""
+        return {"max_length": self.max_length}
+
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Save the encoder and tokenizer (Hugging Face layout) and the head to ``path``."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        torch.save({k: v.cpu() for k, v in self.head.state_dict().items()}, path / HEAD_WEIGHTS)
-        settings = {"max_length": self.max_length, "y_mean": self.y_mean, "y_std": self.y_std}
-        (path / HEAD_CONFIG).write_text(json.dumps(settings, indent=2))
+        weights = {k: v.cpu() for k, v in self.head.state_dict().items()}
+        torch.save(weights, path / self.head_weights)
+        (path / self.head_config).write_text(json.dumps(self.head_settings(), indent=2))
         return path
 
     @classmethod
-    def from_pretrained(
-        cls, path: str | os.PathLike, *, device: str = "auto"
-    ) -> HaplotypeRegressor:
+    def from_pretrained(cls, path: str | os.PathLike, *, device: str = "auto"):
         """Load a model saved by :meth:`save_pretrained` (in evaluation mode)."""
         path = Path(path)
-        if not (path / HEAD_CONFIG).is_file():
-            raise FileNotFoundError(f"no fine-tuned expression model at {path}")
-        settings = json.loads((path / HEAD_CONFIG).read_text())
+        if not (path / cls.head_config).is_file():
+            raise FileNotFoundError(f"no {cls.saved_kind} at {path}")
+        settings = json.loads((path / cls.head_config).read_text())
         loaded = load_encoder(path, device="cpu", precision="fp32")
         model = cls(loaded.model, loaded.tokenizer, **settings)
-        state = torch.load(path / HEAD_WEIGHTS, map_location="cpu", weights_only=True)
+        state = torch.load(path / cls.head_weights, map_location="cpu", weights_only=True)
         model.head.load_state_dict(state)
         return model.to(resolve_device(device)).eval()
+
+
+class HaplotypeRegressor(PooledSequenceModel):
+    """Shared encoder on both haplotypes, mean-pooled, concatenated, linear head.
+
+    The head standardises its inputs, since a single variant moves a mean over all tokens
+    only a little: in training with the batch's means and SDs (as batch normalisation
+    does), in evaluation with fixed ones, set by :meth:`standardise_inputs` to those of
+    the training people under the trained encoder. Predictions are in the units of the training
+    targets: the head predicts standardised values, rescaled with ``y_mean`` and ``y_std``.
+
+    Parameters
+    ----------
+    encoder
+        A Hugging Face base encoder returning ``last_hidden_state``.
+    tokenizer
+        Its tokenizer.
+    max_length
+        Tokens per chunk, special tokens included (long sequences are chunked).
+    y_mean, y_std
+        Scale of the targets.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        tokenizer: Any,
+        *,
+        max_length: int,
+        y_mean: float = 0.0,
+        y_std: float = 1.0,
+    ):
+        super().__init__(encoder, tokenizer, max_length=max_length)
+        self.y_mean = float(y_mean)
+        self.y_std = float(y_std)
+        self.head = _Head(2 * int(encoder.config.hidden_size))
+
+    def forward(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """Standardised predictions ``(n_people,)`` for ``(haplotype_1, haplotype_2)`` pairs."""
+        sequences = [p[0] for p in pairs] + [p[1] for p in pairs]
+        pooled = self.pool(sequences)
+        n = len(pairs)
+        return self.head(torch.cat([pooled[:n], pooled[n:]], dim=1))
+
+    @torch.no_grad()
+    def standardise_inputs(self, pairs: Sequence[tuple[str, str]], batch_size: int = 32) -> None:
+        """Set the head's input means and scales to those of ``pairs`` under this encoder."""
+        was_training = self.training
+        self.eval()
+        features = []
+        for start in range(0, len(pairs), batch_size):
+            batch = pairs[start : start + batch_size]
+            pooled = self.pool([p[0] for p in batch] + [p[1] for p in batch])
+            features.append(torch.cat([pooled[: len(batch)], pooled[len(batch) :]], dim=1))
+        stacked = torch.cat(features).double()
+        self.head.mean.copy_(stacked.mean(0).float())
+        self.head.scale.copy_(torch.sqrt(stacked.var(0, correction=0) + _Head.EPS).float())
+        self.train(was_training)
+
+    head_weights = HEAD_WEIGHTS
+    head_config = HEAD_CONFIG
+    saved_kind = "fine-tuned expression model"
+
+    def head_settings(self) -> dict[str, Any]:
+        return {"max_length": self.max_length, "y_mean": self.y_mean, "y_std": self.y_std}
 
 
 class _Head(nn.Module):
@@ -332,7 +374,12 @@ def build_regressor(
     if options.n_layers is not None:
         _prune(encoder, options.n_layers)
     if options.strategy == "lora":
-        encoder = _add_lora(encoder, options)
+        encoder = _add_lora(
+            encoder,
+            rank=options.lora_rank,
+            alpha=options.lora_alpha,
+            target_modules=options.target_modules,
+        )
     else:
         encoder.requires_grad_(True)
     return HaplotypeRegressor(
@@ -366,16 +413,23 @@ def _check_layers(n_layers: int, total: int) -> None:
         raise ValueError(f"n_layers={n_layers}, but the encoder has {total} blocks")
 
 
-def _add_lora(encoder: nn.Module, options: FinetuneOptions) -> nn.Module:
-    """The encoder frozen, with LoRA adapters on its target modules."""
+def _add_lora(
+    encoder: nn.Module,
+    *,
+    rank: int,
+    alpha: int,
+    target_modules: Sequence[str] | None = None,
+) -> nn.Module:
+    """The encoder frozen, with LoRA adapters of ``rank`` and ``alpha`` on
+    ``target_modules`` (default: ``LORA_TARGETS`` of its model type, else every linear layer)."""
     from peft import LoraConfig, get_peft_model
 
-    targets = options.target_modules
+    targets = target_modules
     if targets is None:
         targets = LORA_TARGETS.get(encoder.config.model_type, "all-linear")
     config = LoraConfig(
-        r=options.lora_rank,
-        lora_alpha=options.lora_alpha,
+        r=rank,
+        lora_alpha=alpha,
         lora_dropout=0.0,
         target_modules=list(targets) if not isinstance(targets, str) else targets,
     )

@@ -166,16 +166,8 @@ def pretrain(
         save_steps=save_steps or eval_steps,
         save_total_limit=2,
         logging_steps=max(min(eval_steps // 5, 50), 1),
-        seed=seed,
-        data_seed=seed,
-        bf16=dtype == "bf16",
-        fp16=dtype == "fp16",
-        use_cpu=resolved == "cpu",
-        report_to=[],
-        disable_tqdm=not progress,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
         include_for_metrics=[],
+        **run_settings(seed=seed, precision=dtype, device=resolved, progress=progress),
     )
     trainer = _trainer_class()(
         model=mlm,
@@ -219,6 +211,17 @@ def pretrain(
     }
     (output_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
     return output_dir
+
+
+def run_settings(*, seed: int, precision: str, device: str, progress: bool) -> dict[str, Any]:
+    """``TrainingArguments`` every Trainer run here shares: seeds, precision, device, no
+    reporting or worker processes, model inputs passed through as given."""
+    return {
+        "seed": seed, "data_seed": seed, "bf16": precision == "bf16",
+        "fp16": precision == "fp16", "use_cpu": device == "cpu", "report_to": [],
+        "disable_tqdm": not progress, "remove_unused_columns": False,
+        "dataloader_num_workers": 0,
+    }  # fmt: skip
 
 
 def _trainer_class():
