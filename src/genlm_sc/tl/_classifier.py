@@ -28,10 +28,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import anndata as ad
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import TrainerCallback
 
-from .._devices import resolve_device, resolve_precision
+from .._devices import resolve_device, resolve_precision, without_denormals
 from ..models.encoder import load_encoder
 from ._finetune import PooledSequenceModel, _add_lora, _prune
 from ._pretrain import run_settings
@@ -124,7 +123,7 @@ class SequenceClassifier(PooledSequenceModel):
 
         was_training = self.training
         self.eval()
-        features = _without_denormals(pooled, device=self.device)
+        features = without_denormals(pooled, device=self.device)
         self.head[0].mean.copy_(features.mean(0).float())
         self.head[0].scale.copy_(
             torch.sqrt(features.var(0, correction=0) + _Standardise.EPS).float()
@@ -146,7 +145,7 @@ class SequenceClassifier(PooledSequenceModel):
 
         was_training = self.training
         self.eval()
-        _without_denormals(fill, device=self.device)
+        without_denormals(fill, device=self.device)
         self.train(was_training)
         return out
 
@@ -403,7 +402,7 @@ def fit_classifier(
             trainer.remove_callback(PrinterCallback)
         start = time.perf_counter()
         with _quiet_transformers(not progress), _quiet_trainer():
-            _without_denormals(trainer.train, device=resolved)
+            without_denormals(trainer.train, device=resolved)
         train_seconds = time.perf_counter() - start
     state = trainer.state
     network = trainer.model
@@ -599,41 +598,6 @@ class _TimeBudget(TrainerCallback):
         if args.eval_strategy != "no":
             control.should_evaluate = True
             control.should_save = True
-
-
-_NO_DENORMALS = threading.local()
-
-
-def _without_denormals(function: Callable[[], T], *, device: Any) -> T:
-    """``function()`` run, on a CPU device, in a new thread that flushes denormal floats to
-    zero, with the caller's number of PyTorch threads.
-
-    Backward (and forward) passes through a trained genlm_conv model meet denormal numbers
-    (GELU of large negative inputs); on an x86 CPU they made a training step of the
-    promoter-pretrained model about 10x slower. The flag is per thread and inherited only by
-    threads created afterwards, so the work runs in a fresh thread whose OpenMP workers
-    inherit it; the caller's threads are left as they were. Exceptions are re-raised here.
-    """
-    if getattr(_NO_DENORMALS, "active", False) or not str(device).startswith("cpu"):
-        return function()
-    n_threads = torch.get_num_threads()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        _NO_DENORMALS.active = True
-        torch.set_num_threads(n_threads)
-        torch.set_flush_denormal(True)
-        try:
-            outcome["value"] = function()
-        except BaseException as err:  # re-raised in the caller's thread
-            outcome["error"] = err
-
-    worker = threading.Thread(target=run, name="genlm_sc-no-denormals")
-    worker.start()
-    worker.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 @contextlib.contextmanager

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .._devices import resolve_device
+from .._devices import resolve_device, without_denormals
 from ..models.encoder import SequenceEncoder, load_encoder
 
 __all__ = [
@@ -461,16 +461,20 @@ def train_regressor(
     order = torch.Generator().manual_seed(options.seed)
     n_batches = -(-len(pairs) // options.batch_size)
     bar = tqdm(total=options.epochs * n_batches, desc=description, disable=not options.progress)
-    for _ in range(options.epochs):
-        for batch in torch.randperm(len(pairs), generator=order).split(options.batch_size):
-            pred = model([pairs[i] for i in batch.tolist()])
-            loss = pairwise_loss(pred, y[batch.to(device)], options.pairwise_weight)
-            optimiser.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-            optimiser.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+    def epochs() -> None:
+        for _ in range(options.epochs):
+            for batch in torch.randperm(len(pairs), generator=order).split(options.batch_size):
+                pred = model([pairs[i] for i in batch.tolist()])
+                loss = pairwise_loss(pred, y[batch.to(device)], options.pairwise_weight)
+                optimiser.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+                optimiser.step()
+                bar.update()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+
+    without_denormals(epochs, device=device)  # denormals slow CPU training steps
     bar.close()
     if hasattr(model.encoder, "merge_and_unload"):
         model.encoder = model.encoder.merge_and_unload()

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._devices import resolve_device, resolve_precision
+from .._devices import resolve_device, resolve_precision, without_denormals
 from ..models.record import RECORD_FILE
 
 __all__ = ["pretrain"]
@@ -185,7 +185,9 @@ def pretrain(
         trainer.remove_callback(PrinterCallback)
     checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
     with _quiet_transformers(not progress):
-        trainer.train(resume_from_checkpoint=checkpoint)
+        without_denormals(  # denormals slow CPU training steps
+            lambda: trainer.train(resume_from_checkpoint=checkpoint), device=resolved
+        )
         metrics = _final_metrics(trainer.evaluate(), tokenizer)
         trainer.save_model(os.fspath(output_dir))
         tokenizer.save_pretrained(os.fspath(output_dir))
