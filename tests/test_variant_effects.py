@@ -206,3 +206,18 @@ def test_read_eqtl_reads_gtex_egenes():
     row = table[table["gene_name"] == "C20orf96"].iloc[0]
     assert (row["rsid"], row["position"], row["ref"], row["alt"]) == ("rs6082066", 284723, "A", "G")
     assert row["slope"] == pytest.approx(0.40704)
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not EQTL.exists(), reason="../shared/data is absent")
+def test_real_gtex_eqtls_join_the_example_variants(tmp_path):
+    cohort = gl.datasets.example_cohort(width=4096)
+    folder = conv_checkpoint(tmp_path / "m")
+    table = gl.tl.variant_effects(cohort, gene="ENSG00000229728.1", model=folder, eqtl=EQTL,
+                                  device="cpu")  # fmt: skip
+    joined = table[table["eqtl_gene"].notna()]
+    assert joined["variant_id"].tolist() == ["rs6078809"]  # SDCBP2-AS1's lead variant
+    row = joined.iloc[0]
+    assert (row["ref"], row["alt"], row["eqtl_gene"]) == ("G", "C", "SDCBP2-AS1")
+    assert row["eqtl_slope"] == pytest.approx(0.376037)
+    assert pd.isna(row["sign_agreement"])  # an eQTL of another gene
