@@ -142,3 +142,19 @@ def test_predict_reproduces_the_out_of_fold_predictions(planted):
     single = gl.tl.predict(model, [sequence])
     np.testing.assert_allclose(single, gl.tl.predict(model, [(sequence, sequence)]))
     assert single.shape == (1,) and np.isfinite(single).all()
+
+
+def test_refit_saves_a_model_fitted_on_everyone(tmp_path):
+    cohort = gl.datasets.example_cohort(width=64)
+    gene = cohort.var_names[0]
+    cohort.X = np.random.default_rng(0).standard_normal(cohort.shape).astype(np.float32)
+    options = {"model": conv_checkpoint(tmp_path / "m"), "strategy": "prune", "epochs": 1,
+               "device": "cpu", "output_dir": tmp_path / "fitted", "refit": True,
+               "progress": False}  # fmt: skip
+    gl.tl.fit_expression(cohort, method="finetune", genes=[gene], cv=2, finetune_options=options)
+    final = HaplotypeRegressor.from_pretrained(tmp_path / "fitted" / gene / "all", device="cpu")
+    y = cohort[:, gene].X.ravel()
+    assert final.y_mean == pytest.approx(float(y.mean()), rel=1e-5)  # scaled on everyone
+    assert {p.name for p in (tmp_path / "fitted" / gene).iterdir()} == {"fold_0", "fold_1", "all"}
+    with pytest.raises(ValueError, match="output_dir"):
+        FinetuneOptions.parse({"model": tmp_path / "m", "refit": True})

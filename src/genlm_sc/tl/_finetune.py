@@ -102,6 +102,12 @@ class FinetuneOptions:
         :meth:`HaplotypeRegressor.from_pretrained` and usable by :func:`predict`). Fold
         ``k``'s model produced the out-of-fold predictions of the people in fold ``k``.
         ``None``: the models are not kept.
+    refit
+        After the cross-validation, also fit one model on every person with a value
+        (covariates regressed out on everyone) and save it as ``output_dir/<gene>/all``:
+        the model to explain (:func:`genlm_sc.tl.attribute`,
+        :func:`genlm_sc.tl.variant_effects`); the fold models are for honest evaluation.
+        Needs ``output_dir``.
     progress
         Show a progress bar per gene and fold.
     """
@@ -120,6 +126,7 @@ class FinetuneOptions:
     device: str = "auto"
     seed: int = 0
     output_dir: str | os.PathLike | None = None
+    refit: bool = False
     progress: bool = True
 
     @classmethod
@@ -148,6 +155,8 @@ class FinetuneOptions:
             raise ValueError("epochs and batch_size must be positive")
         if self.n_layers is not None and self.n_layers < 1:
             raise ValueError("n_layers must be at least 1 (or None: all)")
+        if self.refit and self.output_dir is None:
+            raise ValueError("refit=True saves the model fitted on everyone: give output_dir")
 
     def record(self) -> dict[str, Any]:
         """The settings as plain strings and numbers (storable in ``uns``)."""
@@ -595,7 +604,7 @@ def fit_gene(
 
     Returns the dict of ``_cross_validate`` with ``n_features`` the head's input width and
     ``models``: fold → fitted :class:`HaplotypeRegressor` (saved under
-    ``options.output_dir/<gene>/fold_<k>`` when set).
+    ``options.output_dir/<gene>/fold_<k>`` when set), plus ``"all"`` with ``refit``.
     """
     from ._expression import _cross_validate
 
@@ -615,6 +624,19 @@ def fit_gene(
         models[held_out] = fold_model.model
         if options.output_dir is not None:
             fold_model.model.save_pretrained(Path(options.output_dir) / gene / f"fold_{held_out}")
+    if options.refit:
+        from ._expression import _residuals
+
+        known = np.isfinite(y)
+        if covariates is not None:
+            known &= np.isfinite(covariates).all(axis=1)
+        target = y[known]
+        if covariates is not None:
+            target = _residuals(covariates[known], target, covariates[known])
+        everyone = np.flatnonzero(known)
+        final = _FoldModel(pretrained, pairs, options, f"{gene} all").fit(everyone, target)
+        models["all"] = final.model
+        final.model.save_pretrained(Path(options.output_dir) / gene / "all")
     fit["n_features"] = 2 * int(pretrained.hidden_size)
     fit["models"] = models
     return fit
