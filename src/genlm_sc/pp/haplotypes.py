@@ -18,11 +18,18 @@ MissingPolicy = Literal["reference", "error"]
 _COMPLEMENT = np.arange(256, dtype=np.uint8)
 for _a, _b in zip(b"ACGTRYKMBVDHNSW", b"TGCAYRMKVBHDNSW", strict=True):
     _COMPLEMENT[_a] = _b
+    _COMPLEMENT[_a + 32] = _b + 32  # lower case keeps its case
 
 
 def reverse_complement(codes: np.ndarray) -> np.ndarray:
-    """Reverse complement of upper-case ASCII base codes (IUPAC aware)."""
+    """Reverse complement of ASCII base codes (IUPAC aware, case kept)."""
     return _COMPLEMENT[codes[::-1]]
+
+
+def reverse_complement_text(sequence: str) -> str:
+    """:func:`reverse_complement` of a sequence string."""
+    codes = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
+    return reverse_complement(codes).tobytes().decode("ascii")
 
 
 @dataclass

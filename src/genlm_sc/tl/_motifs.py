@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import get
 from ..io.fasta import FastaReference
+from ..pp.haplotypes import reverse_complement_text
 
 __all__ = ["motif_matches", "scan_motifs"]
 
@@ -34,7 +35,6 @@ _CODES = np.full(256, _OTHER, dtype=np.intp)
 for _code, _base in enumerate(_BASES):
     _CODES[ord(_base)] = _code
     _CODES[ord(_base.lower())] = _code
-_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
 _RC_COLUMNS = [3, 2, 1, 0, 4]  # A C G T other -> T G C A other
 _NEVER = -(2**40)  # rounded score of a letter the matrix forbids (log-odds -inf)
 
@@ -230,10 +230,6 @@ def _encode(sequence: str) -> np.ndarray:
     return _CODES[np.frombuffer(sequence.encode("ascii", errors="replace"), dtype=np.uint8)]
 
 
-def _reverse_complement(sequence: str) -> str:
-    return sequence.translate(_COMPLEMENT)[::-1]
-
-
 def _scores_at(
     compiled: _Compiled, strand: str, codes: np.ndarray, starts: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -359,7 +355,7 @@ def scan_motifs(
 def _scan_table(compiled, text, m, start, sign, score, p, lengths) -> pd.DataFrame:
     matched = [text[s : s + n] for s, n in zip(start.tolist(), lengths.tolist(), strict=True)]
     matched = [
-        seq if g > 0 else _reverse_complement(seq)
+        seq if g > 0 else reverse_complement_text(seq)
         for seq, g in zip(matched, sign.tolist(), strict=True)
     ]
     return pd.DataFrame(
@@ -743,7 +739,7 @@ def _variant_matches(compiled: list[_Compiled], alleles: _Alleles, pvalue: float
             else (
                 texts[a][offset : offset + n]
                 if strand == "+"
-                else _reverse_complement(texts[a][offset : offset + n])
+                else reverse_complement_text(texts[a][offset : offset + n])
             )
             for a, offset, n, strand in zip(
                 hits["allele"].tolist(),

@@ -10,12 +10,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..pp.haplotypes import reverse_complement_text
 from ._attribution import gene_window
 from ._scoring import _BASE_INDEX, LikelihoodScorer, load_scorer
 
 __all__ = ["variant_effects"]
-
-_COMPLEMENT = str.maketrans("ACGTN", "TGCAN")
 
 
 def variant_effects(
@@ -85,22 +84,26 @@ def variant_effects(
     """
     if model is None and expression_model is None:
         raise ValueError("give a masked language model (model=) and/or expression_model=")
-    from ..get import _gene_slice, haplotype_store
+    from ..get import _gene_slice, _sample_rows, haplotype_store
 
     window = gene_window(adata, gene)
     ds = haplotype_store(adata)
     g, _, _ = _gene_slice(ds, window.gene, adata)
+    _, people = _sample_rows(ds, adata, None)
+    rows = np.flatnonzero(ds["variant_gene"].values == g)
+    calls = ds["genotype"][:, rows, :].values[people]  # (people, the window's variants, ploidy)
     forward = window.sequence
     if window.strand == "-":
-        forward = _reverse_complement(forward)
-    table, alleles = _variant_table(adata, ds, g, window)
+        forward = reverse_complement_text(forward)
+    table, alleles = _variant_table(ds, rows, calls, window)
     if len(table):
         if model is not None:
             _add_likelihood_scores(table, forward, window, model, batch_size, device)
         if expression_model is not None:
             scorer = load_scorer(expression_model, target="expression", device=device)
-            _add_expression_scores(table, alleles, adata, ds, g, forward, window, scorer)
-    table = table.drop(columns="_row", errors="ignore")
+            carried = ds["sample_haplotype"][:, g, :].values[people]
+            _add_expression_scores(table, alleles, calls, carried, adata, forward, window, scorer)
+    table = table.drop(columns="_column", errors="ignore")
     if eqtl is not None:
         table = _join_eqtl(table, eqtl, window.gene, adata)
     adata.uns.setdefault(key_added, {})[window.gene] = table
@@ -110,19 +113,15 @@ def variant_effects(
 # --- variants ---------------------------------------------------------------------------
 
 
-def _variant_table(adata, ds, g, window) -> tuple[pd.DataFrame, list[int]]:
-    """One row per variant allele of the window; also each row's allele index."""
-    rows = np.flatnonzero(ds["variant_gene"].values == g)
-    store_row = {s: i for i, s in enumerate(ds["sample"].values)}
-    people = np.array([store_row[s] for s in adata.obs_names], dtype=np.int64)
-    genotype = ds["genotype"].values[np.ix_(people, rows)] if len(rows) else np.zeros((0, 0, 2))
+def _variant_table(ds, rows, calls, window) -> tuple[pd.DataFrame, list[int]]:
+    """One row per variant allele of the window (``_column``: its column of ``calls``);
+    also each row's allele index."""
     records, alleles = [], []
     for j, row in enumerate(rows):
         ref = str(ds["variant_ref"].values[row])
-        calls = genotype[:, j, :]
-        called = (calls >= 0).sum()
+        called = (calls[:, j, :] >= 0).sum()
         for a, alt in enumerate(str(ds["variant_alt"].values[row]).split(","), start=1):
-            copies = calls == a
+            copies = calls[:, j, :] == a
             records.append(
                 {
                     "variant_id": str(ds["variant_id"].values[row]),
@@ -133,7 +132,7 @@ def _variant_table(adata, ds, g, window) -> tuple[pd.DataFrame, list[int]]:
                     "kind": _kind(ref, alt),
                     "alt_frequency": copies.sum() / max(called, 1),
                     "n_carriers": int(copies.any(axis=1).sum()),
-                    "_row": int(row),
+                    "_column": j,
                 }
             )
             alleles.append(a)
@@ -162,11 +161,7 @@ def _with_allele(forward: str, window, position: int, ref: str, alt: str) -> str
 
 
 def _oriented(forward: str, window) -> str:
-    return _reverse_complement(forward) if window.strand == "-" else forward
-
-
-def _reverse_complement(sequence: str) -> str:
-    return sequence.upper().translate(_COMPLEMENT)[::-1]
+    return reverse_complement_text(forward) if window.strand == "-" else forward
 
 
 # --- masked-LM scores --------------------------------------------------------------------
@@ -199,7 +194,7 @@ def _add_likelihood_scores(table, forward, window, model, batch_size, device) ->
 def _both_strands(llr, forward: str, positions: np.ndarray, alt: np.ndarray) -> np.ndarray:
     """Mean of an LLR function over the forward strand and the reverse complement."""
     plus = llr(forward, positions)[np.arange(len(positions)), alt]
-    flipped = llr(_reverse_complement(forward), len(forward) - 1 - positions)
+    flipped = llr(reverse_complement_text(forward), len(forward) - 1 - positions)
     minus = flipped[np.arange(len(positions)), 3 - alt]  # A<->T, C<->G in ACGT order
     return (plus + minus) / 2
 
@@ -223,7 +218,7 @@ def _embedding_shift(table, forward, window, model, device) -> np.ndarray:
 # --- expression scores ------------------------------------------------------------------
 
 
-def _add_expression_scores(table, alleles, adata, ds, g, forward, window, scorer) -> None:
+def _add_expression_scores(table, alleles, calls, carried, adata, forward, window, scorer) -> None:
     base = scorer.score([_oriented(forward, window)])[0]
     edited = [
         _with_allele(forward, window, int(p), r, a)
@@ -236,26 +231,25 @@ def _add_expression_scores(table, alleles, adata, ds, g, forward, window, scorer
         delta[np.asarray(fits)] = (scored - base) / 2
     table["delta_expression"] = delta
     table["delta_expression_carriers"] = _carrier_effects(
-        table, alleles, adata, ds, g, window, scorer
+        table, alleles, calls, carried, adata, window, scorer
     )
 
 
-def _carrier_effects(table, alleles, adata, ds, g, window, scorer) -> np.ndarray:
-    """Mean over carriers' haplotypes of (prediction − prediction with REF restored) / 2."""
+def _carrier_effects(table, alleles, calls, carried, adata, window, scorer) -> np.ndarray:
+    """Mean over carriers' haplotypes of (prediction − prediction with REF restored) / 2.
+
+    ``calls`` (people, window variants, ploidy) are allele indices and ``carried`` (people,
+    ploidy) the store's haplotype index of each person's two haplotypes."""
     from ..get import reference_positions, unique_haplotypes
 
-    store_row = {s: i for i, s in enumerate(ds["sample"].values)}
-    people = np.array([store_row[s] for s in adata.obs_names], dtype=np.int64)
-    carried = ds["sample_haplotype"][:, g, :].values[people]  # (people, ploidy)
-    genotype = ds["genotype"].values[people]
     haplotypes = unique_haplotypes(adata, window.gene)
     lo = int(haplotypes.index[0])
     coordinates = reference_positions(adata, window.gene).values
     out = np.full(len(table), np.nan)
-    for n, (row, allele) in enumerate(zip(table["_row"], alleles, strict=True)):
+    for n, (column, allele) in enumerate(zip(table["_column"], alleles, strict=True)):
         ref, alt = table["ref"].iloc[n], table["alt"].iloc[n]
         position = int(table["position"].iloc[n])
-        hits = carried[genotype[:, row, :] == allele]
+        hits = carried[calls[:, column, :] == allele]
         if not len(hits):
             continue
         indices, counts = np.unique(hits, return_counts=True)
@@ -279,7 +273,7 @@ def _restore_reference(sequence, coordinates, window, position, ref, alt) -> str
     """A haplotype (gene orientation) with ``alt`` at ``position`` turned back into ``ref``
     (None when the haplotype does not show ``alt`` there, e.g. an overlapping variant)."""
     minus = window.strand == "-"
-    forward = _reverse_complement(sequence) if minus else sequence
+    forward = reverse_complement_text(sequence) if minus else sequence
     coords = coordinates[::-1] if minus else coordinates
     hits = np.flatnonzero(coords == position)
     if len(hits) != 1:
@@ -288,7 +282,7 @@ def _restore_reference(sequence, coordinates, window, position, ref, alt) -> str
     if forward[at : at + len(alt)] != alt.upper():
         return None
     restored = forward[:at] + ref.upper() + forward[at + len(alt) :]
-    return _reverse_complement(restored) if minus else restored
+    return reverse_complement_text(restored) if minus else restored
 
 
 # --- eQTLs ------------------------------------------------------------------------------
