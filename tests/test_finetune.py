@@ -75,6 +75,30 @@ def test_prune_keeps_the_first_blocks_fully_trainable(tmp_path):
         regressor(bert_folder, strategy="prune", n_layers=5)
 
 
+def test_pool_encodes_each_distinct_sequence_once_with_the_same_values_and_gradients(tmp_path):
+    model = regressor(conv_checkpoint(tmp_path / "m"), strategy="prune").train()
+    sequences = ["ACGTACGTAC", "GGGTACGTAC", "ACGTACGTAC", "ACGTACGTAC", "TTTTACGT"]
+    seen = []
+    hook = model.encoder.register_forward_hook(lambda m, i, kw: seen.append(kw))
+    try:
+        shared = model.pool(sequences)
+    finally:
+        hook.remove()
+    assert seen[0].last_hidden_state.shape[0] == 3  # three distinct sequences, one pass
+    one_by_one = torch.cat([model.pool([s]) for s in sequences])
+    torch.testing.assert_close(shared, one_by_one)
+
+    weights = torch.randn(shared.shape, generator=torch.Generator().manual_seed(0))
+    (shared * weights).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    (one_by_one * weights).sum().backward()
+    for name, p in model.named_parameters():
+        if name in grads:  # float32 sums in another order: equal up to rounding
+            error = torch.linalg.vector_norm(grads[name] - p.grad)
+            assert error <= 1e-4 * torch.linalg.vector_norm(p.grad) + 1e-6, name
+
+
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
     """Expression = ALT count of one common SNP (+ noise); PrediXcan and LoRA fitted on it."""

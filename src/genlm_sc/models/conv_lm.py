@@ -173,9 +173,11 @@ class GenlmConvModel(GenlmConvPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
+        """The token embedding table."""
         return self.embeddings
 
     def set_input_embeddings(self, value: nn.Embedding) -> None:
+        """Replace the token embedding table."""
         self.embeddings = value
 
     def forward(
@@ -232,9 +234,11 @@ class GenlmConvForMaskedLM(GenlmConvPreTrainedModel):
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
+        """The output projection onto the vocabulary."""
         return self.lm_head
 
     def set_output_embeddings(self, value: nn.Linear) -> None:
+        """Replace the output projection onto the vocabulary."""
         self.lm_head = value
 
     def forward(

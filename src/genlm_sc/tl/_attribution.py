@@ -143,17 +143,18 @@ def attribute(
 
     Returns
     -------
-    :class:`xarray.Dataset` with dims ``sequence`` (``"reference"``, then
-    ``"haplotype_<index in the store>"``), ``position`` (reference coordinates, 0-based, in
-    gene orientation: decreasing on minus-strand genes) and ``base`` (A, C, G, T, in gene
-    orientation), holding ``attribution (sequence, position, base)``, ``observed``
-    ``(sequence, position)`` (the base each sequence has there, ASCII code; ``0`` where a
-    deletion removed it), ``score (sequence)`` (the unedited score), ``carriers
-    (sequence)`` (person-haplotypes of ``samples`` carrying each haplotype) and, with
-    ``samples``, ``sample_sequence (sample, ploidy)`` (which sequence each person carries).
-    Haplotype bases map to the reference through their indels; bases inserted by an
-    insertion have no reference coordinate and are left out, deleted reference bases are
-    ``NaN``.
+    xarray.Dataset
+        Dimensions ``sequence`` (``"reference"``, then ``"haplotype_<index in the
+        store>"``), ``position`` (reference coordinates, 0-based, in gene orientation:
+        decreasing on minus-strand genes) and ``base`` (A, C, G, T, in gene orientation).
+        Variables: ``attribution`` (sequence, position, base); ``observed`` (sequence,
+        position), the base each sequence has there as an ASCII code, ``0`` where a
+        deletion removed it; ``score`` (sequence), the unedited score; ``carriers``
+        (sequence), the person-haplotypes of ``samples`` carrying each haplotype; and, with
+        ``samples``, ``sample_sequence`` (sample, ploidy), which sequence each person
+        carries. Haplotype bases map to the reference through their indels; bases inserted
+        by an insertion have no reference coordinate and are left out, deleted reference
+        bases are ``NaN``.
     """
     if method not in ("ism", "grad_x_input"):
         raise ValueError(f"method must be 'ism' or 'grad_x_input', not {method!r}")

@@ -202,7 +202,21 @@ class PooledSequenceModel(nn.Module):
         return next(self.parameters()).device
 
     def pool(self, sequences: Sequence[str]) -> torch.Tensor:
-        """Mean token state of each sequence over all its chunks, ``(n, hidden_size)``."""
+        """Mean token state of each sequence over all its chunks, ``(n, hidden_size)``.
+
+        Each distinct sequence is encoded once (people share haplotypes, so a batch of
+        people holds far fewer distinct sequences than haplotypes); repeats reuse its row,
+        and in training their gradients add up through the shared row.
+        """
+        distinct = list(dict.fromkeys(sequences))
+        pooled = self._pool_distinct(distinct)
+        if len(distinct) == len(sequences):
+            return pooled
+        row = {sequence: i for i, sequence in enumerate(distinct)}
+        index = torch.as_tensor([row[s] for s in sequences], device=pooled.device)
+        return pooled.index_select(0, index)
+
+    def _pool_distinct(self, sequences: Sequence[str]) -> torch.Tensor:
         owner, chunks = [], []
         for i, sequence in enumerate(sequences):
             for chunk in self._chunk_ids(sequence):
