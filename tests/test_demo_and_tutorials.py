@@ -1,13 +1,15 @@
-"""The demo and the tutorial scripts run end to end on the shipped data."""
+"""The demo, the README quickstart and the tutorial notebooks run end to end."""
 
 from __future__ import annotations
 
-import runpy
+import json
+import re
 from pathlib import Path
 
 import pytest
 
-TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("*.py"))
+ROOT = Path(__file__).parents[1]
+TUTORIALS = sorted((ROOT / "tutorials").glob("*.ipynb"))
 
 
 def test_demo_runs(tmp_path):
@@ -21,7 +23,41 @@ def test_demo_runs(tmp_path):
     assert (tmp_path / "demo" / "attribution.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("script", TUTORIALS, ids=[p.name for p in TUTORIALS])
-def test_tutorial_runs(script, tmp_path, monkeypatch):
+def readme_quickstart() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quickstart", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_quickstart_runs(tmp_path, monkeypatch):
+    code = readme_quickstart()
+    statements = [line for line in code.splitlines() if line and not line.startswith(" ")]
+    assert len(statements) <= 6, "the quickstart is an import and five lines"
     monkeypatch.chdir(tmp_path)
-    runpy.run_path(str(script), run_name="__main__")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    people = namespace["people"]
+    assert people.n_obs == 503 and people.obsm["X_gl"].shape[0] == 503
+
+
+def test_tutorials_are_stored_without_outputs():
+    assert len(TUTORIALS) == 5
+    for path in TUTORIALS:
+        notebook = json.loads(path.read_text())
+        assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell["outputs"] and cell["execution_count"] is None, path.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", TUTORIALS, ids=[p.stem for p in TUTORIALS])
+def test_tutorial_runs(path, tmp_path):
+    """Also executed by ``nox -s docs``, which fails on an error in any cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook, timeout=1800, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()

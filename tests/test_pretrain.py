@@ -107,6 +107,12 @@ def test_haplotype_corpus_is_the_cohort_haplotypes(example):
     reference = PretrainingCorpus().add_fasta(example.fasta, regions=["20:1200001-1208192"])
     ref = reference.sequences[0]
     assert corpus.sources[0]["n_samples"] == 40
+    assert corpus.sources[0]["n_bases"] == corpus.n_bases
+    assert repr(corpus).splitlines() == [
+        f"PretrainingCorpus: {len(corpus):,} sequences, {corpus.n_bases:,} bases",
+        f"    haplotypes of 40 people: {len(corpus):,} sequences, {corpus.n_bases:,} bases "
+        "(20:1200001-1208192)",
+    ]
     # each tile's weights add up to the 80 person-haplotypes
     assert sum(corpus.weights) == pytest.approx(2 * 80)
     with_variants = [m for m in corpus.variant_masks if m is not None]

@@ -85,6 +85,19 @@ class PretrainingCorpus:
     def __len__(self) -> int:
         return len(self.sequences)
 
+    def __repr__(self) -> str:
+        lines = [f"PretrainingCorpus: {len(self):,} sequences, {self.n_bases:,} bases"]
+        for source in self.sources:
+            regions = ", ".join(source.get("regions") or ["all records"])
+            kind = source["kind"].replace("_", " ")
+            if "n_samples" in source:
+                kind += f" of {source['n_samples']} people"
+            lines.append(
+                f"    {kind}: {source['n_sequences']:,} sequences, "
+                f"{source['n_bases']:,} bases ({regions})"
+            )
+        return "\n".join(lines)
+
     @property
     def n_bases(self) -> int:
         """Total bases (without weights)."""
@@ -151,7 +164,7 @@ class PretrainingCorpus:
         skipped. ``max_variants`` keeps a random subset (``seed``).
         """
         rng = np.random.default_rng(seed)
-        n_before, skipped = len(self), 0
+        n_before, bases_before, skipped = len(self), self.n_bases, 0
         with FastaReference(fasta) as reference, VariantFile(vcf, samples=[]) as reader:
             for region in regions:
                 chrom, start, end = parse_region(region, reference.lengths)
@@ -184,6 +197,7 @@ class PretrainingCorpus:
                 "regions": list(regions),
                 "width": width,
                 "n_sequences": len(self) - n_before,
+                "n_bases": self.n_bases - bases_before,
                 "symbolic_skipped": skipped,
                 "seed": seed,
             }
@@ -231,7 +245,7 @@ class PretrainingCorpus:
         cohort = personal_sequences(
             vcf, fasta=fasta, genes=panel, samples=list(samples), unphased=unphased, seed=seed
         )
-        n_before, n_people_bases = len(self), 0
+        n_before, bases_before, n_people_bases = len(self), self.n_bases, 0
         with FastaReference(fasta) as reference:
             for tile in cohort.var_names:
                 table = unique_haplotypes(cohort, tile)
@@ -256,6 +270,7 @@ class PretrainingCorpus:
                 "samples_seed": seed,
                 "window": window,
                 "n_sequences": len(self) - n_before,
+                "n_bases": self.n_bases - bases_before,
                 "person_haplotype_bases": n_people_bases,
             }
         )

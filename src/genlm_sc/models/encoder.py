@@ -206,21 +206,15 @@ def load_encoder(
         return model
     if isinstance(model, str | os.PathLike):
         from transformers import AutoModel
-        from transformers.utils import logging
 
+        from .._quiet import quiet_transformers
         from .tokenization import load_tokenizer
 
         path = os.fspath(model)
         if not os.path.isdir(path):
             raise FileNotFoundError(f"no model directory at {path} (models are never downloaded)")
-        verbosity = logging.get_verbosity()
-        logging.set_verbosity_error()  # the unused masked-LM head is expected
-        logging.disable_progress_bar()
-        try:
+        with quiet_transformers(errors_only=True):  # the unused masked-LM head is expected
             network = AutoModel.from_pretrained(path, local_files_only=True)
-        finally:
-            logging.set_verbosity(verbosity)
-            logging.enable_progress_bar()
         tokenizer = load_tokenizer(path, local_files_only=True)
         return SequenceEncoder(
             network, tokenizer, device=device, precision=precision, max_length=max_length,

@@ -114,7 +114,7 @@ def attribution(
     what = "ISM importance" if ds.attrs.get("method") == "ism" else "gradient × input"
     ax.set_ylabel(f"{what}\n({ds.attrs.get('target', '')})")
     ax.set_xlabel(f"position on {ds.attrs.get('chrom', '')} (0-based, gene orientation)")
-    title = f"{ds.attrs.get('gene', '')} · {sequence}"
+    title = f"{_gene_label(ds)} · {sequence}"
     if variants and isinstance(data, ad.AnnData) and data.uns.get("gl", {}).get("store"):
         _mark_variants(ax, data, ds)
     ax.set_title(title)
@@ -171,7 +171,7 @@ def ism(
     ticks = np.linspace(0, len(positions) - 1, num=min(7, len(positions))).round().astype(int)
     ax.set_xticks(ticks, [f"{positions[t]:,}" for t in ticks])
     ax.set_xlabel(f"position on {ds.attrs.get('chrom', '')} (0-based, gene orientation)")
-    ax.set_title(f"{ds.attrs.get('gene', '')} · {sequence} · ISM ({ds.attrs.get('target', '')})")
+    ax.set_title(f"{_gene_label(ds)} · {sequence} · ISM ({ds.attrs.get('target', '')})")
     ax.figure.colorbar(image, ax=ax, label="score change", fraction=0.03, pad=0.01)
     return ax
 
@@ -242,3 +242,8 @@ def variant_effects(
     if len(both):
         ax.legend(fontsize=7, frameon=False)
     return ax
+
+
+def _gene_label(ds: xr.Dataset) -> str:
+    """The gene's name for titles (results stored before names were recorded: its id)."""
+    return str(ds.attrs.get("gene_name") or ds.attrs.get("gene", ""))

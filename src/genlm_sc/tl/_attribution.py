@@ -74,6 +74,14 @@ def gene_window(adata: ad.AnnData, gene: str) -> GeneWindow:
     return GeneWindow(gene_id, "", 0, len(sequence), "+", sequence)
 
 
+def gene_name(adata: ad.AnnData, gene_id: str) -> str:
+    """The ``gene_name`` of a gene id (``var`` of a cohort, ``obs`` of a panel), else the id."""
+    table = adata.var if is_cohort(adata) else adata.obs
+    if "gene_name" in table.columns and gene_id in table.index:
+        return str(table.loc[gene_id, "gene_name"])
+    return gene_id
+
+
 def _panel_gene(adata: ad.AnnData, gene: str) -> str:
     if gene in adata.obs_names:
         return gene
@@ -204,7 +212,8 @@ def attribute(
         },
         coords={"sequence": labels, "position": window.positions, "base": list(BASES)},
         attrs={
-            "gene": window.gene, "chrom": window.chrom, "strand": window.strand,
+            "gene": window.gene, "gene_name": gene_name(adata, window.gene),
+            "chrom": window.chrom, "strand": window.strand,
             "method": method, "target": target, "model": _describe(model),
             "window_start": window.start, "window_end": window.end,
             "region": "" if region is None else f"{int(region[0])}-{int(region[1])}",

@@ -323,8 +323,8 @@ def fit_classifier(
     """
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
+    from .._quiet import quiet_transformers
     from ..get import sequences as panel_sequences
-    from ._pretrain import _quiet_transformers
 
     if method not in ("full", "lora"):
         raise ValueError(f"method must be 'full' or 'lora', not {method!r}")
@@ -401,7 +401,7 @@ def fit_classifier(
 
             trainer.remove_callback(PrinterCallback)
         start = time.perf_counter()
-        with _quiet_transformers(not progress), _quiet_trainer():
+        with quiet_transformers(not progress), _quiet_trainer():
             without_denormals(trainer.train, device=resolved)
         train_seconds = time.perf_counter() - start
     state = trainer.state
@@ -416,7 +416,7 @@ def fit_classifier(
     _write_predictions(adata, rows[TEST], predicted, probabilities, classes, key_added)
     saved = None
     if output_dir is not None:
-        with _quiet_transformers(not progress):
+        with quiet_transformers(not progress):
             saved = os.fspath(network.save_pretrained(output_dir))
     history = _history(state.log_history)
     stop_reason = "max_steps"

@@ -254,9 +254,12 @@ class PooledSequenceModel(nn.Module):
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
         """Save the encoder and tokenizer (Hugging Face layout) and the head to ``path``."""
+        from .._quiet import quiet_transformers
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(path)
+        with quiet_transformers():
+            self.encoder.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         weights = {k: v.cpu() for k, v in self.head.state_dict().items()}
         torch.save(weights, path / self.head_weights)

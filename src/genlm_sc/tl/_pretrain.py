@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -12,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._devices import resolve_device, resolve_precision, without_denormals
+from .._quiet import quiet_transformers
 from ..models.record import RECORD_FILE
 
 __all__ = ["pretrain"]
@@ -184,7 +184,7 @@ def pretrain(
 
         trainer.remove_callback(PrinterCallback)
     checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
-    with _quiet_transformers(not progress):
+    with quiet_transformers(not progress):
         without_denormals(  # denormals slow CPU training steps
             lambda: trainer.train(resume_from_checkpoint=checkpoint), device=resolved
         )
@@ -250,21 +250,6 @@ def _trainer_class():
                 self.data_collator = training_collator
 
     return DnaTrainer
-
-
-@contextlib.contextmanager
-def _quiet_transformers(quiet: bool):
-    """Hide transformers' own progress bars (saving, loading) when ``quiet``."""
-    from transformers.utils import logging
-
-    if not quiet:
-        yield
-        return
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        logging.enable_progress_bar()
 
 
 def _hold_out(corpus):
