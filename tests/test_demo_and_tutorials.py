@@ -23,21 +23,27 @@ def test_demo_runs(tmp_path):
     assert (tmp_path / "demo" / "attribution.png").stat().st_size > 10_000
 
 
-def readme_quickstart() -> str:
+def readme_quickstart() -> list[str]:
+    """The Python blocks of the README's Quickstart section: the quickstart, then its use."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Quickstart", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
 def test_readme_quickstart_runs(tmp_path, monkeypatch):
-    code = readme_quickstart()
-    statements = [line for line in code.splitlines() if line and not line.startswith(" ")]
+    quickstart, *follow_up = readme_quickstart()
+    statements = [line for line in quickstart.splitlines() if line and not line.startswith(" ")]
     assert len(statements) <= 6, "the quickstart is an import and five lines"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    for code in (quickstart, *follow_up):
+        exec(compile(code, "README.md", "exec"), namespace)
     people = namespace["people"]
     assert people.n_obs == 503 and people.obsm["X_gl"].shape[0] == 503
+    assert "X_umap" in people.obsm and set(people.obs["population"]) == {
+        "CEU", "FIN", "GBR", "IBS", "TSI"
+    }  # fmt: skip
+    assert (tmp_path / "my_lm" / "config.json").exists()
 
 
 def test_tutorials_are_stored_without_outputs():
