@@ -43,18 +43,11 @@ nb_merge_streams = True
 # API pages ---------------------------------------------------------------------------
 autosummary_generate = True
 autodoc_member_order = "bysource"
-autodoc_default_options = {"members": True, "inherited-members": False}
-autodoc_mock_imports: list[str] = []
+autodoc_default_options = {"members": True}
 napoleon_google_docstring = False
-napoleon_numpy_docstring = True
-napoleon_use_rtype = True
-napoleon_use_param = True
 napoleon_custom_sections = [("Attributes", "params_style")]
 autodoc_typehints = "description"
 autodoc_typehints_description_target = "documented_params"
-autodoc_type_aliases: dict[str, str] = {}
-
-nitpicky = False
 
 # HTML ----------------------------------------------------------------------------------
 html_theme = "sphinx_book_theme"

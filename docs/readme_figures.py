@@ -23,10 +23,11 @@ CACHE = DOCS / "_build" / ".jupyter_cache"
 
 def executed_notebooks() -> dict[Path, list[dict]]:
     """The cells of the latest execution of each tutorial, from the docs build's cache."""
+    cache = get_cache(CACHE)
     latest = {}
-    for record in sorted(get_cache(CACHE).list_cache_records(), key=lambda r: r.created):
+    for record in sorted(cache.list_cache_records(), key=lambda r: r.created):
         latest[Path(record.uri)] = record.pk
-    return {uri: get_cache(CACHE).get_cache_bundle(pk).nb.cells for uri, pk in latest.items()}
+    return {uri: cache.get_cache_bundle(pk).nb.cells for uri, pk in latest.items()}
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from scipy import sparse
 
+from ..tl._attribution import gene_name
 from ..tl._expression import UNS_KEY
 
 __all__ = ["gene_performance", "prediction"]
@@ -58,7 +59,7 @@ def prediction(adata: ad.AnnData, *, gene: str, method: str, ax: Axes | None = N
     hi = max(predicted[tested].max(), observed[tested].max())
     ax.plot([lo, hi], [lo, hi], ls="--", color="grey", lw=1)
     r = adata.var.get(f"gl_{method}_r", pd.Series(dtype=float)).get(gene_id, np.nan)
-    ax.set_title(f"{_label(adata, gene_id)} · {method} · r = {r:.2f}")
+    ax.set_title(f"{gene_name(adata, gene_id)} · {method} · r = {r:.2f}")
     ax.set_xlabel("out-of-fold prediction")
     ax.set_ylabel(
         "observed expression" + (" (covariate-adjusted)" if adjusted in adata.layers else "")
@@ -136,9 +137,3 @@ def _gene_id(adata: ad.AnnData, gene: str) -> str:
         if len(matches) == 1:
             return str(matches[0])
     raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")
-
-
-def _label(adata: ad.AnnData, gene_id: str) -> str:
-    if "gene_name" in adata.var:
-        return str(adata.var.loc[gene_id, "gene_name"])
-    return gene_id

@@ -76,9 +76,9 @@ def gene_window(adata: ad.AnnData, gene: str) -> GeneWindow:
 
 def gene_name(adata: ad.AnnData, gene_id: str) -> str:
     """The ``gene_name`` of a gene id (``var`` of a cohort, ``obs`` of a panel), else the id."""
-    table = adata.var if is_cohort(adata) else adata.obs
-    if "gene_name" in table.columns and gene_id in table.index:
-        return str(table.loc[gene_id, "gene_name"])
+    for table in (adata.var, adata.obs):
+        if "gene_name" in table.columns and gene_id in table.index:
+            return str(table.loc[gene_id, "gene_name"])
     return gene_id
 
 
