@@ -15,13 +15,14 @@ from sklearn.base import RegressorMixin
 from sklearn.decomposition import PCA
 from sklearn.dummy import DummyRegressor
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import ElasticNetCV, LinearRegression, RidgeCV
+from sklearn.linear_model import ElasticNetCV, LinearRegression
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..store import open_haplotypes
+from ._ridge import CovarianceRidgeCV
 
 __all__ = ["fit_dosages", "fit_expression"]
 
@@ -410,7 +411,7 @@ def _elastic_net(*, n_features: int, rng: int | None) -> Callable[[], RegressorM
 def _embedding_model(
     method: str, *, n_features: int, n_pcs: int | None, rng: int | None
 ) -> Callable[[], RegressorMixin]:
-    """Factory of standardise (+ PCA) + ElasticNetCV or RidgeCV pipelines."""
+    """Factory of standardise (+ PCA) + ElasticNetCV or (Covariance)RidgeCV pipelines."""
 
     def make() -> RegressorMixin:
         if n_features == 0:
@@ -418,7 +419,9 @@ def _embedding_model(
         steps: list[Any] = [StandardScaler()]
         if n_pcs is not None:
             steps.append(PCA(n_components=n_pcs, random_state=rng))
-        steps.append(RidgeCV(alphas=RIDGE_ALPHAS) if method == "ridge" else _elastic_net_cv(rng))
+        steps.append(
+            CovarianceRidgeCV(alphas=RIDGE_ALPHAS) if method == "ridge" else _elastic_net_cv(rng)
+        )
         return _Model(make_pipeline(*steps), n_pcs=n_pcs)
 
     return make
