@@ -215,3 +215,24 @@ def test_predictability_plot_from_plain_columns():
     with pytest.raises(KeyError, match="method_key"):
         gl.pl.predictability(adata)
     plt.close("all")
+
+
+def test_gene_level_targets_with_the_same_folds_fit_together_as_if_alone(gene_panel):
+    """Targets sharing folds go through one multi-output ridge; results equal one-by-one fits."""
+    panel = gene_panel.copy()
+    panel.obs["noisy"] = panel.obs["expression"] + np.random.default_rng(3).normal(
+        scale=2.0, size=panel.n_obs
+    )
+    panel.obs["gappy"] = panel.obs["expression"].where(np.arange(panel.n_obs) % 4 > 0)
+    together = gl.tl.fit_gene_expression(
+        panel, target=["expression", "noisy", "gappy"], use_rep="X_kmer", key_added="both"
+    ).set_index("key")
+    for name in ("expression", "noisy", "gappy"):
+        alone = gl.tl.fit_gene_expression(
+            panel, target=name, use_rep="X_kmer", key_added=f"alone_{name}"
+        ).set_index("key")
+        np.testing.assert_allclose(
+            panel.obs[f"gl_pred_both_{name}"], panel.obs[f"gl_pred_alone_{name}"], rtol=1e-9
+        )
+        assert together.loc[f"both_{name}", "r"] == pytest.approx(alone.loc[f"alone_{name}", "r"])
+    assert together.loc["both_gappy", "n_genes"] < together.loc["both_noisy", "n_genes"]

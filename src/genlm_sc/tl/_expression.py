@@ -341,13 +341,17 @@ def _cross_validate(
 
     ``folds`` holds each person's fold (``-1``: training only); people without ``y`` are
     left out. Covariates are regressed out of ``y`` per fold, fitted on training people.
+    ``y`` may hold several targets as columns, fitted together by one multi-output model
+    per fold (people need every target); predictions then have ``y``'s shape and ``r``,
+    ``spearman`` and ``r2`` are arrays with one score per target.
     """
     folds = np.asarray(folds)
-    if folds.shape != y.shape:
-        raise ValueError(f"folds ({folds.size}) and y ({y.size}) do not match people")
-    known = np.isfinite(y)
-    pred = np.full(y.size, np.nan)
-    observed = np.full(y.size, np.nan)
+    if folds.shape != y.shape[:1]:
+        raise ValueError(f"folds ({folds.size}) and y ({y.shape[0]}) do not match people")
+    columns = y.reshape(y.shape[0], -1)
+    known = np.isfinite(columns).all(axis=1)
+    pred = np.full(columns.shape, np.nan)
+    observed = np.full(columns.shape, np.nan)
     train_sizes = []
     for fold in np.unique(folds[folds >= 0]):
         test = known & (folds == fold)
@@ -358,14 +362,20 @@ def _cross_validate(
         if covariates is not None:
             held_out = _residuals(covariates[train], target, covariates[test], held_out)
             target = _residuals(covariates[train], target, covariates[train])
-        pred[test] = model().fit(x[train], target).predict(x[test])
-        observed[test] = held_out
+        fitted = model().fit(x[train], target).predict(x[test])
+        pred[test] = np.reshape(fitted, (-1, columns.shape[1]))
+        observed[test] = np.reshape(held_out, (-1, columns.shape[1]))
         train_sizes.append(int(train.sum()))
-    tested = np.isfinite(pred)
+    tested = np.isfinite(pred).all(axis=1)
+    scores = [_scores(observed[tested, j], pred[tested, j]) for j in range(columns.shape[1])]
+    if y.ndim == 1:
+        pred, observed, scores = pred[:, 0], observed[:, 0], scores[0]
+    else:
+        scores = {name: np.array([score[name] for score in scores]) for name in scores[0]}
     return {
         "pred": pred,
         "observed": observed,
-        **_scores(observed[tested], pred[tested]),
+        **scores,
         "n_train": round(float(np.mean(train_sizes))) if train_sizes else 0,
         "n_test": int(tested.sum()),
         "n_features": int(x.shape[1]),
@@ -420,7 +430,9 @@ def _embedding_model(
         if n_pcs is not None:
             steps.append(PCA(n_components=n_pcs, random_state=rng))
         steps.append(
-            CovarianceRidgeCV(alphas=RIDGE_ALPHAS) if method == "ridge" else _elastic_net_cv(rng)
+            CovarianceRidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True)
+            if method == "ridge"
+            else _elastic_net_cv(rng)
         )
         return _Model(make_pipeline(*steps), n_pcs=n_pcs)
 

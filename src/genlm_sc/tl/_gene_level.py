@@ -120,15 +120,31 @@ def fit_gene_expression(
     reps = [use_rep, *(extra_reps or [])]
     x = _features(panel, reps)
     representation = "+".join(reps)
+    ys, folds_of = {}, {}
+    for name in targets:
+        ys[name] = _target(panel, name)
+        folds_of[name] = _chromosome_folds(
+            panel, ys[name], folds_by=folds_by, n_folds=n_folds, rng=rng
+        )
+        ys[name][folds_of[name] < 0] = np.nan  # skipped genes are neither trained on nor tested
+    factory = _embedding_model(model, n_features=x.shape[1], n_pcs=None, rng=rng)
+    fits = {}
+    for group in _shared_folds(folds_of, jointly=model == "ridge"):
+        if len(group) == 1:
+            fits[group[0]] = _cross_validate(
+                x, ys[group[0]], folds=folds_of[group[0]], covariates=None, model=factory
+            )
+            continue
+        y = np.column_stack([ys[name] for name in group])
+        fit = _cross_validate(x, y, folds=folds_of[group[0]], covariates=None, model=factory)
+        for j, name in enumerate(group):
+            fits[name] = {**fit, **{c: fit[c][j] for c in ("r", "spearman", "r2")},
+                          "pred": fit["pred"][:, j]}  # fmt: skip
     for name in targets:
         key = _key(key_added, representation, name, several=len(targets) > 1)
-        y = _target(panel, name)
-        folds = _chromosome_folds(panel, y, folds_by=folds_by, n_folds=n_folds, rng=rng)
-        y[folds < 0] = np.nan  # skipped genes are neither trained on nor tested
-        factory = _embedding_model(model, n_features=x.shape[1], n_pcs=None, rng=rng)
-        fit = _cross_validate(x, y, folds=folds, covariates=None, model=factory)
+        fit = fits[name]
         panel.obs[f"gl_pred_{key}"] = fit["pred"]
-        panel.obs[f"gl_fold_{key}"] = folds
+        panel.obs[f"gl_fold_{key}"] = folds_of[name]
         row = {
             "key": key,
             "target": name,
@@ -148,6 +164,20 @@ def fit_gene_expression(
         }
         _record(panel, row, params)
     return panel.uns[UNS_KEY]["results"]
+
+
+def _shared_folds(folds_of: dict[str, np.ndarray], *, jointly: bool) -> list[list[str]]:
+    """Targets grouped by identical folds (the same genes held out), to be fitted together.
+
+    A multi-output ridge with a penalty per target is the same fit as one ridge per target,
+    and shares the decomposition of the features; the elastic net is fitted per target.
+    """
+    if not jointly:
+        return [[name] for name in folds_of]
+    groups: dict[bytes, list[str]] = {}
+    for name, folds in folds_of.items():
+        groups.setdefault(folds.tobytes(), []).append(name)
+    return list(groups.values())
 
 
 def _features(panel: ad.AnnData, reps: list[str]) -> np.ndarray:
