@@ -100,7 +100,8 @@ def main() -> None:
         timings[name] = time.perf_counter() - started
         runs += [(name, f"X_{name}", None), (f"{name} + k-mer", f"X_{name}", ["X_kmer"])]
         if args.text_model:
-            runs.append((f"{name} + k-mer + text", f"X_{name}", ["X_kmer", "X_text"]))
+            runs += [(f"{name} + text", f"X_{name}", ["X_text"]),
+                     (f"{name} + k-mer + text", f"X_{name}", ["X_kmer", "X_text"])]  # fmt: skip
     rows = []
     for label, rep, extra in runs:
         table = gl.tl.fit_gene_expression(panel, target=targets, use_rep=rep, extra_reps=extra)
