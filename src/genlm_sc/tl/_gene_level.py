@@ -74,9 +74,10 @@ def fit_gene_expression(
     target
         ``obs`` column(s) of expression to predict, on the scale to be predicted (e.g.
         ``xpresso_log10_median_expr``, or ``log10(TPM + 0.1)`` computed beforehand: TPMs
-        themselves are too skewed for a least-squares fit). Several columns are fitted one
-        after the other, each with its own folds. Genes with a missing (NaN) target are
-        skipped.
+        themselves are too skewed for a least-squares fit). Each column gets its own folds
+        over the genes that have it; genes with a missing (NaN) target are skipped. Columns
+        known for the same genes share their folds and, with the ridge, one multi-output
+        fit per fold (a penalty per column: the same result as fitting them one by one).
     use_rep
         ``obsm`` key of the representation.
     extra_reps
