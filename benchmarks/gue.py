@@ -197,7 +197,9 @@ def run_neural(panel, method: str, args) -> dict:
     )  # fmt: skip
     record = panel.uns[f"gl_{method}"]
     return {
-        **record["test"], "steps": record["steps"], "stop_reason": record["stop_reason"],
+        **record["test"], "dev_mcc": record["dev"]["best_mcc"],
+        "best_step": record["dev"]["best_step"],
+        "steps": record["steps"], "stop_reason": record["stop_reason"],
         "train_seconds": record["train_seconds"], "n_parameters": record["n_parameters"],
         "n_trainable_parameters": record["n_trainable_parameters"], "n_train": record["n_train"],
     }  # fmt: skip

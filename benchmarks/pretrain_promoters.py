@@ -6,6 +6,10 @@ tokenizer with untrained weights, for the gene-function clustering comparison
 (``gene_function_clustering.py --model pretrained=... --model random-init=...``).
 
     python benchmarks/pretrain_promoters.py --steps 400
+    python benchmarks/pretrain_promoters.py --steps 3000 --name promoter_lm_3000
+
+Every ``--save-steps`` steps a checkpoint is written under ``<name>/checkpoints``; an
+interrupted run resumes from the last one when started again with the same arguments.
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--data", type=Path, default=SHARED)
     parser.add_argument("--work", type=Path, default=HERE / "work")
+    parser.add_argument("--name", default="promoter_lm", help="output folder under --work")
+    parser.add_argument("--eval-steps", type=int, default=500)
+    parser.add_argument("--save-steps", type=int, default=500)
     args = parser.parse_args()
     start = time.perf_counter()
     out = gl.tl.pretrain(
         args.data / "promoters" / "pretraining_corpus_hg38.fa.gz",
-        output_dir=args.work / "promoter_lm", max_steps=args.steps, batch_size=args.batch_size,
-        genome_build="GRCh38", progress=False,
+        output_dir=args.work / args.name, max_steps=args.steps, batch_size=args.batch_size,
+        eval_steps=args.eval_steps, save_steps=args.save_steps, genome_build="GRCh38",
+        progress=False,
     )  # fmt: skip
     record = gl.models.pretraining_record(out)
     print(f"pretrained in {time.perf_counter() - start:.0f} s")
