@@ -286,8 +286,7 @@ def plot(table: pd.DataFrame, published: pd.DataFrame, path: Path) -> None:
     caps = table.max(numeric_only=True)
     ax.set_title(
         f"GUE test MCC: ours on 2 shared CPU cores (≤ {int(caps['max_train']):,} training "
-        f"sequences, "
-        f"≤ {caps['time_budget']:.0f} s of training per model)\nvs published models "
+        f"sequences, ≤ {caps['time_budget']:.0f} s of training per model)\nvs published models "
         "(full training sets, GPUs; DNABERT-2 paper, Table 4)",
         fontsize=10,
     )

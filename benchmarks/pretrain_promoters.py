@@ -10,6 +10,8 @@ tokenizer with untrained weights, for the gene-function clustering comparison
 
 Every ``--save-steps`` steps a checkpoint is written under ``<name>/checkpoints``; an
 interrupted run resumes from the last one when started again with the same arguments.
+The twin always goes to ``work/promoter_lm_random``: it depends only on the architecture
+(seed 0), not on ``--steps`` or ``--name``.
 """
 
 from __future__ import annotations
