@@ -5,14 +5,8 @@ Import as ``import genlm_sc as gl``; the modules follow scanpy: ``gl.pp`` builds
 ``gl.models`` holds the DNA language-model pieces (tokenizers, architectures, corpora).
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("genlm_sc")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.1.0"
-
 from . import datasets, get, io, pl, pp, tl
+from ._version import __version__
 from .store import read, write
 
 __all__ = ["__version__", "datasets", "get", "io", "models", "pl", "pp", "read", "tl", "write"]

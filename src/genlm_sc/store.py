@@ -50,7 +50,7 @@ def _quiet_zarr():
 
 
 def _format_attrs() -> dict[str, Any]:
-    from . import __version__
+    from ._version import __version__
 
     return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "written_by": __version__}
 

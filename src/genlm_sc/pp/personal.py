@@ -423,7 +423,7 @@ def _provenance(vcf, fasta, genes, expression, panel, reader, counts, unmatched,
         return file_record(source)
 
     counts_dict = {k: v for k, v in counts.__dict__.items() if k != "mismatches"}
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "kind": "cohort",
