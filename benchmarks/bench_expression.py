@@ -76,7 +76,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="bench_expression_"))
     store = folder / "cohort.zarr"
     cohort = gl.datasets.example_cohort(width=args.width)
-    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), rng=0)
+    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), random_state=0)
     gl.write(cohort, store)
     runs = []
     plan = [("embed", 30), ("predixcan", 30), ("elastic_net", 30), ("ridge", 30),

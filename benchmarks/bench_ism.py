@@ -34,9 +34,10 @@ import torch
 from torch import nn
 
 import genlm_sc as gl
+from genlm_sc._dna import BASES
 from genlm_sc.models import GenlmConvConfig, GenlmConvForMaskedLM, build_tokenizer, load_encoder
-from genlm_sc.tl._finetune import FinetuneOptions, build_regressor
-from genlm_sc.tl._scoring import BASES, ExpressionScorer, LikelihoodScorer
+from genlm_sc.tl.attribution.scorers import ExpressionScorer, LikelihoodScorer
+from genlm_sc.tl.expression.finetune import FinetuneOptions, build_regressor
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -159,7 +160,7 @@ def chunk_sharing(scorer, sequences: list[str]) -> dict:
 
 
 def llr_timing(model_dir: Path, length: int) -> dict:
-    from genlm_sc.tl._scoring import load_scorer
+    from genlm_sc.tl.attribution.scorers import load_scorer
 
     scorer = load_scorer(model_dir, target="mlm", device="cpu")
     assert isinstance(scorer, LikelihoodScorer)

@@ -147,15 +147,16 @@ def evaluate(args: argparse.Namespace) -> dict[str, pd.DataFrame]:
     tables = {}
     for name, key in keys.items():
         tic = time.perf_counter()
-        tables[name] = gl.tl.cluster_agreement(
+        gl.tl.cluster_agreement(
             panel,
             labels="label",
             use_rep=key,
             groups="chrom",
             null=key != "X_random50",
-            seed=args.seed,
+            random_state=args.seed,
             key_added=f"agreement_{key}",
         )
+        tables[name] = gl.get.cluster_agreement(panel, key=f"agreement_{key}")
         print(f"{name}: {time.perf_counter() - tic:.0f} s")
         print(summary(tables[name]).to_string(), flush=True)
     print(f"total {time.perf_counter() - start:.0f} s")

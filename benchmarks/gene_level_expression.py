@@ -104,7 +104,8 @@ def main() -> None:
                      (f"{name} + k-mer + text", f"X_{name}", ["X_kmer", "X_text"])]  # fmt: skip
     rows = []
     for label, rep, extra in runs:
-        table = gl.tl.fit_gene_expression(panel, target=targets, use_rep=rep, extra_reps=extra)
+        gl.tl.fit_gene_expression(panel, target=targets, use_rep=rep, extra_reps=extra)
+        table = gl.get.gene_expression_results(panel)
         table = table[table["representation"] == "+".join([rep, *(extra or [])])]
         for _, row in table.iterrows():
             rows.append({"representation": label, "target": row["target"], "r": row["r"],

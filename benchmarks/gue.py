@@ -51,7 +51,8 @@ import torch
 import genlm_sc as gl
 from genlm_sc.io.labelled import read_labelled_sequences
 from genlm_sc.models import GenlmConvConfig, GenlmConvForMaskedLM, build_tokenizer
-from genlm_sc.tl._classifier import classification_metrics, fit_classifier
+from genlm_sc.pp import sequence_panel
+from genlm_sc.tl.classification.classifier import classification_metrics, fit_classifier
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("GENLM_SC_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
@@ -117,7 +118,7 @@ def main() -> None:
     rows = []
     start = time.perf_counter()
     for task in [t for t in args.tasks.split(",") if t]:
-        panel = subsample(read_labelled_sequences(args.data / "gue" / task), args)
+        panel = subsample(sequence_panel(read_labelled_sequences(args.data / "gue" / task)), args)
         counts = panel.obs["split"].value_counts()
         print(f"\n{task}: {counts['train']} train, {counts['dev']} dev, {counts['test']} test",
               flush=True)  # fmt: skip
@@ -209,7 +210,7 @@ def run_neural(panel, method: str, args) -> dict:
         panel, model=model, method="lora" if method == "pretrained_lora" else "full",
         learning_rate=learning_rate, max_steps=args.max_steps, batch_size=args.batch_size,
         warmup_steps=min(50, args.max_steps // 10), eval_steps=args.eval_steps,
-        patience=args.patience, time_budget=args.time_budget, rng=args.seed,
+        patience=args.patience, time_budget=args.time_budget, random_state=args.seed,
         key_added=f"gl_{method}", progress=False,
     )  # fmt: skip
     record = panel.uns[f"gl_{method}"]

@@ -26,7 +26,7 @@ import numpy as np
 
 import genlm_sc as gl
 from genlm_sc.io import VariantFile
-from genlm_sc.models import PretrainingCorpus
+from genlm_sc.pp import PretrainingCorpus
 
 TRAIN_REGION = "20:1000001-1800000"
 EVAL_REGION = "20:1800001-2000000"
@@ -81,15 +81,15 @@ def main() -> None:
     reference = PretrainingCorpus().add_fasta(example.fasta, regions=[TRAIN_REGION])
     with_variants = PretrainingCorpus().add_fasta(example.fasta, regions=[TRAIN_REGION])
     with_variants.add_variant_windows(
-        example.vcf, fasta=example.fasta, regions=[TRAIN_REGION], width=512, seed=args.seed
+        example.vcf, fasta=example.fasta, regions=[TRAIN_REGION], width=512, random_state=args.seed
     )
     with_variants.add_haplotypes(
         example.vcf, fasta=example.fasta, regions=[TRAIN_REGION], samples=train_people,
-        window=4096, seed=args.seed,
+        window=4096, random_state=args.seed,
     )  # fmt: skip
     held_out = PretrainingCorpus().add_haplotypes(
         example.vcf, fasta=example.fasta, regions=[EVAL_REGION], samples=held_people,
-        window=4096, seed=args.seed,
+        window=4096, random_state=args.seed,
     )  # fmt: skip
     held_reference = PretrainingCorpus().add_fasta(example.fasta, regions=[EVAL_REGION])
 
@@ -118,7 +118,7 @@ def main() -> None:
         out = gl.tl.pretrain(
             corpus, eval_corpus=held_out, output_dir=args.work / name, max_steps=args.steps,
             batch_size=args.batch_size, eval_steps=max(args.steps // 4, 1),
-            variant_mlm_probability=boost, seed=args.seed, genome_build="GRCh37",
+            variant_mlm_probability=boost, random_state=args.seed, genome_build="GRCh37",
             progress=False, resume=False,
         )  # fmt: skip
         metrics = json.loads((out / "genlm_pretraining.json").read_text())["metrics"]

@@ -67,9 +67,8 @@ def plant(cohort, genes, motifs, rng, min_maf) -> tuple[pd.DataFrame, dict]:
     rows, motif_of = [], {}
     for gene in genes:
         common = common_variants(cohort, gene, min_maf)
-        hits = gl.tl.motif_matches(
-            cohort, gene=gene, motifs=motifs, variants=list(common["variant_id"])
-        )
+        gl.tl.motif_matches(cohort, gene=gene, motifs=motifs, variants=list(common["variant_id"]))
+        hits = gl.get.motif_matches(cohort, gene)
         broken = hits[hits["effect"] == "breaks"].sort_values("ref_pvalue")
         if len(broken):
             best = broken.iloc[0]
@@ -111,29 +110,27 @@ def main() -> None:
     motifs = gl.io.read_motifs(JASPAR)
     genes = candidates[: args.genes]
     causal, motif_of = plant(cohort, genes, motifs, rng, args.min_maf)
-    gl.datasets.simulate_expression(cohort, h2=args.h2, causal=causal, rng=args.seed)
+    gl.datasets.simulate_expression(cohort, h2=args.h2, causal=causal, random_state=args.seed)
     planted = cohort.uns["gl_simulation"]["causal_variants"]
 
     output = HERE / "work" / "semisynthetic_models"
     options = {
         "model": args.model, "strategy": "prune", "n_layers": args.n_layers,
         "epochs": args.epochs, "batch_size": 16, "learning_rate": 1e-3, "device": "cpu",
-        "seed": args.seed, "output_dir": output, "progress": False,
+        "random_state": args.seed, "output_dir": output, "progress": False,
     }  # fmt: skip
-    fits = pd.concat(
-        [
-            gl.tl.fit_expression(cohort, method="predixcan", genes=genes, cv=2),
-            gl.tl.fit_expression(
-                cohort, method="finetune", genes=genes, cv=2, finetune_options=options
-            ),
-        ]
+    gl.tl.fit_expression(cohort, method="predixcan", genes=genes, n_folds=2)
+    gl.tl.fit_expression(
+        cohort, method="finetune", genes=genes, n_folds=2, finetune_options=options
     )
+    fits = gl.get.expression_results(cohort)
     records, tables = [], []
     for gene in genes:
         truth = planted[planted["gene"] == gene]
         ids = set(truth["variant_id"])
         model = output / gene / "fold_0"
-        table = gl.tl.variant_effects(cohort, gene=gene, expression_model=model, device="cpu")
+        gl.tl.variant_effects(cohort, gene=gene, expression_model=model, device="cpu")
+        table = gl.get.variant_effects(cohort, gene)
         table = table.merge(truth[["variant_id", "effect"]], on="variant_id", how="left")
         table["gene"] = gene
         tables.append(table)
@@ -156,7 +153,8 @@ def main() -> None:
         )
         if gene in motif_of:
             variant_id, motif_id, name = motif_of[gene]
-            found = gl.tl.motif_matches(cohort, gene=gene, motifs=motifs, variants=[variant_id])
+            gl.tl.motif_matches(cohort, gene=gene, motifs=motifs, variants=[variant_id])
+            found = gl.get.motif_matches(cohort, gene)
             again = found[(found["motif_id"] == motif_id) & (found["effect"] == "breaks")]
             record["planted_motif"] = f"{name} ({motif_id}) at {variant_id}"
             record["motif_found_broken"] = bool(len(again))

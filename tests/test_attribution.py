@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import genlm_sc as gl
-from genlm_sc.tl._scoring import BASES, load_scorer
+from genlm_sc._dna import BASES
+from genlm_sc.tl.attribution.scorers import load_scorer
 from test_embed import conv_checkpoint, third_party_checkpoint
 from test_finetune import regressor
 
@@ -75,7 +76,7 @@ def test_ism_runs_only_the_chunks_a_mutant_changes_and_reuses_them(tmp_path):
 
 
 def onehot_inputs(scorer, sequence):
-    ids, _, _ = scorer.chunker._batch(scorer.chunker.chunk_ids(sequence))
+    ids, _, _ = scorer.chunker.pad(scorer.chunker.chunk_ids(sequence))
     return torch.nn.functional.one_hot(ids, scorer.embeddings.num_embeddings).double()
 
 
@@ -151,9 +152,8 @@ def test_attribute_maps_haplotype_bases_to_the_reference(cohort_and_model):
         (carrier["haplotype_1"] == table.loc[index, "sequence"])
         | (carrier["haplotype_2"] == table.loc[index, "sequence"])
     ][:3].tolist()
-    result = gl.tl.attribute(
-        cohort, gene=gene, model=folder, target="mlm", samples=samples, device="cpu"
-    )
+    gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", samples=samples, device="cpu")
+    result = gl.get.attribution(cohort, gene, key="gl_ism_mlm")
     reference = gl.get.sequences(cohort[:, [gene]])[gene]
     assert bytes(result["observed"].sel(sequence="reference").values).decode() == reference
     strand = cohort.var.loc[gene, "strand"]
@@ -184,12 +184,14 @@ def test_ism_of_a_region_equals_that_part_of_the_full_ism(cohort_and_model):
     cohort, folder, _ = cohort_and_model
     gene, _ = indel_gene(cohort)
     samples = list(cohort.obs_names[:40])
-    full = gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", samples=samples,
+    gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", samples=samples,
                            device="cpu", key_added="full")  # fmt: skip
+    full = gl.get.attribution(cohort, gene, key="full")
     positions = np.sort(full["position"].values)
     region = (int(positions[50]), int(positions[90]))
-    part = gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", samples=samples,
+    gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", samples=samples,
                            device="cpu", region=region, key_added="part")  # fmt: skip
+    part = gl.get.attribution(cohort, gene, key="part")
     inside = (full["position"] >= region[0]) & (full["position"] < region[1])
     np.testing.assert_allclose(part["attribution"].where(inside, drop=True),
                                full["attribution"].where(inside, drop=True), atol=1e-5)  # fmt: skip
@@ -200,9 +202,10 @@ def test_ism_of_a_region_equals_that_part_of_the_full_ism(cohort_and_model):
 def test_grad_x_input_is_the_gradient_at_the_own_base(cohort_and_model):
     cohort, folder, _ = cohort_and_model
     gene = cohort.var_names[0]
-    result = gl.tl.attribute(
+    gl.tl.attribute(
         cohort, gene=gene, model=folder, method="grad_x_input", target="mlm", device="cpu"
     )
+    result = gl.get.attribution(cohort, gene, key="gl_grad_x_input_mlm")
     values = result["attribution"].sel(sequence="reference").values
     sequence = gl.get.sequences(cohort[:, [gene]])[gene]
     gradients = load_scorer(folder, target="mlm", device="cpu").base_gradients(sequence)
@@ -218,7 +221,8 @@ def test_attributions_travel_with_an_on_disk_store(cohort_and_model):
     gl.write(cohort, root / "cohort.zarr")
     on_disk = gl.read(root / "cohort.zarr")
     gene = on_disk.var_names[1]
-    result = gl.tl.attribute(on_disk, gene=gene, model=folder, target="mlm", device="cpu")
+    gl.tl.attribute(on_disk, gene=gene, model=folder, target="mlm", device="cpu")
+    result = gl.get.attribution(on_disk, gene, key="gl_ism_mlm")
     assert (root / "cohort.zarr" / "results" / "gl_ism_mlm").is_dir()
     gl.write(on_disk, root / "copy.zarr")  # copies the results group too
     copied = gl.read(root / "copy.zarr")
@@ -229,9 +233,10 @@ def test_attributions_travel_with_an_on_disk_store(cohort_and_model):
 
 def test_panels_are_attributed_on_their_windows(tmp_path):
     panel = gl.pp.sequence_panel({"a": SEQUENCE[:50], "b": SEQUENCE[:30]})
-    result = gl.tl.attribute(
+    gl.tl.attribute(
         panel, gene="b", model=conv_checkpoint(tmp_path / "m"), target="mlm", device="cpu"
     )
+    result = gl.get.attribution(panel, "b", key="gl_ism_mlm")
     assert result.sizes["position"] == 30 and list(result["sequence"].values) == ["reference"]
     assert gl.get.attribution(panel, "b", key="gl_ism_mlm").identical(result)
     with pytest.raises(ValueError, match="cohort"):
@@ -248,8 +253,9 @@ def test_plots_draw_the_stored_attributions(cohort_and_model):
 
     cohort, folder, _ = cohort_and_model
     gene = cohort.var_names[3]
-    result = gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", device="cpu",
+    gl.tl.attribute(cohort, gene=gene, model=folder, target="mlm", device="cpu",
                              key_added="plotted")  # fmt: skip
+    result = gl.get.attribution(cohort, gene, key="plotted")
     center = int(result["position"].values[100])
     ax = gl.pl.attribution(cohort, gene=gene, key="plotted", center=center, flank=10)
     assert 15 <= len(ax.patches) <= 4 * 21  # a glyph per base in view with a height
@@ -257,7 +263,8 @@ def test_plots_draw_the_stored_attributions(cohort_and_model):
     ax = gl.pl.ism(result, center=center, flank=10)
     assert ax.images[0].get_array().shape == (4, 21)
     plt.close("all")
-    table = gl.tl.variant_effects(cohort, gene=gene, model=folder, device="cpu")
+    gl.tl.variant_effects(cohort, gene=gene, model=folder, device="cpu")
+    table = gl.get.variant_effects(cohort, gene)
     ax = gl.pl.variant_effects(cohort, gene=gene, x="llr_masked", y="llr_one_pass")
     n_points = sum(len(c.get_offsets()) for c in ax.collections)
     assert n_points == int(np.isfinite(table["llr_masked"]).sum())

@@ -14,8 +14,9 @@ import genlm_sc as gl
 from conftest import SHARED, needs_shared
 from genlm_sc.io.errors import InputFileError
 from genlm_sc.io.labelled import read_labelled_sequences
-from genlm_sc.tl._classifier import (
-    SequenceClassifier,
+from genlm_sc.models.heads import SequenceClassifier
+from genlm_sc.pp import sequence_panel
+from genlm_sc.tl.classification.classifier import (
     classification_metrics,
     fit_classifier,
     predict_classifier,
@@ -98,7 +99,7 @@ def test_reader_round_trips_plain_and_gzipped_csv(tmp_path, pretrained):
         else:
             part.to_csv(folder / f"{split}.csv", index=False)
 
-    panel = read_labelled_sequences(folder)
+    panel = sequence_panel(read_labelled_sequences(folder))
     assert panel.n_obs == 60 and panel.uns["gl"]["kind"] == "sequence_panel"
     assert list(panel.obs["split"].cat.categories) == ["train", "dev", "test"]
     assert (panel.obs["split"].astype(str).to_numpy() == table["split"].to_numpy()).all()
@@ -115,7 +116,7 @@ def test_reader_round_trips_plain_and_gzipped_csv(tmp_path, pretrained):
     gl.tl.embed(panel, model=pretrained, device="cpu", progress=False)
     assert panel.obsm["X_gl"].shape == (60, 16) and np.isfinite(panel.obsm["X_gl"]).all()
 
-    one = read_labelled_sequences(folder / "dev.csv.gz")
+    one = sequence_panel(read_labelled_sequences(folder / "dev.csv.gz"))
     assert one.n_obs == 10 and "split" not in one.obs.columns
     np.testing.assert_array_equal(one.obs["label"], table.loc[table["split"] == "dev", "label"])
 
@@ -124,7 +125,7 @@ def test_reader_names_what_is_wrong(tmp_path):
     (tmp_path / "train.csv").write_text("sequence,label\nACGT,1\n")
     with pytest.raises(InputFileError, match=r"no dev\.csv"):
         read_labelled_sequences(tmp_path)
-    assert read_labelled_sequences(tmp_path, splits=["train"]).n_obs == 1
+    assert sequence_panel(read_labelled_sequences(tmp_path, splits=["train"])).n_obs == 1
     (tmp_path / "bad.csv").write_text("seq,label\nACGT,1\n")
     with pytest.raises(InputFileError, match="no column 'sequence'"):
         read_labelled_sequences(tmp_path / "bad.csv")
@@ -271,7 +272,7 @@ def test_classification_metrics_match_sklearn():
     [("tf/0", (32378, 1000, 1000), 101), ("prom/prom_300_tata", (4904, 613, 613), 300)],
 )
 def test_gue_task_folders_read_with_aligned_labels(task, counts, length):
-    panel = read_labelled_sequences(GUE / task)
+    panel = sequence_panel(read_labelled_sequences(GUE / task))
     assert tuple(panel.obs["split"].value_counts()[["train", "dev", "test"]]) == counts
     assert set(panel.obs["label"]) == {0, 1}
     assert panel.obs["length"].max() == length

@@ -71,7 +71,7 @@ def plain_mean(model, tokenizer, sequence: str) -> np.ndarray:
 def test_third_party_checkpoints_load_and_match_a_plain_loop(tmp_path, style):
     folder, model, tokenizer = third_party_checkpoint(tmp_path / style, style)
     panel = gl.pp.sequence_panel({f"s{i}": s for i, s in enumerate(SEQUENCES[:3])})
-    gl.tl.embed(panel, model=folder, batch_size=2, progress=False, device="cpu")
+    gl.tl.embed(panel, model=folder, batch_size=2, progress=False, device="cpu", precision="fp32")
     assert panel.obsm["X_gl"].shape == (3, 16)
     model.eval()
     for i, sequence in enumerate(SEQUENCES[:3]):
@@ -81,7 +81,9 @@ def test_third_party_checkpoints_load_and_match_a_plain_loop(tmp_path, style):
 
 
 def test_batching_and_padding_do_not_change_embeddings(tmp_path):
-    encoder = load_encoder(conv_checkpoint(tmp_path / "m", attention=1), device="cpu")
+    encoder = load_encoder(
+        conv_checkpoint(tmp_path / "m", attention=1), device="cpu", precision="fp32"
+    )
     together = encoder.embed(SEQUENCES, batch_size=4)
     alone = np.stack([encoder.embed([s], batch_size=1)[0] for s in SEQUENCES])
     np.testing.assert_allclose(together, alone, atol=1e-5)

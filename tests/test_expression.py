@@ -13,7 +13,7 @@ from sklearn.linear_model import LinearRegression
 
 import genlm_sc as gl
 from conftest import SHARED, needs_shared
-from genlm_sc.tl._expression import _dosage_source
+from genlm_sc.tl.expression.features import dosage_source
 from test_embed import conv_checkpoint
 
 plt.switch_backend("Agg")
@@ -36,7 +36,7 @@ def fresh(cohort: ad.AnnData) -> ad.AnnData:
 def simulated():
     """503 people × 30 genes, expression simulated (h2 0.1–0.5, 1–5 causal variants)."""
     cohort = gl.datasets.example_cohort()
-    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), rng=0)
+    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), random_state=0)
     return cohort
 
 
@@ -44,7 +44,8 @@ def simulated():
 def predixcan(simulated):
     """PrediXcan fitted on the first genes of the simulated cohort."""
     cohort = fresh(simulated)
-    table = gl.tl.fit_expression(cohort, method="predixcan", genes=list(cohort.var_names[:N_GENES]))
+    gl.tl.fit_expression(cohort, method="predixcan", genes=list(cohort.var_names[:N_GENES]))
+    table = gl.get.expression_results(cohort)
     return cohort, table
 
 
@@ -52,7 +53,7 @@ def predixcan(simulated):
 def embedded(tmp_path_factory):
     """256-bp windows embedded by a tiny untrained model; every method fitted on 3 genes."""
     cohort = gl.datasets.example_cohort(width=256)
-    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), rng=0)
+    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), random_state=0)
     genes = list(cohort.var_names[:3])
     model = conv_checkpoint(tmp_path_factory.mktemp("model"))
     gl.tl.embed(cohort, model=model, device="cpu", genes=genes, progress=False)
@@ -107,9 +108,9 @@ def test_every_method_uses_the_same_folds(embedded):
     np.testing.assert_array_equal(folds["predixcan"], folds["elastic_net"])
     np.testing.assert_array_equal(folds["predixcan"], folds["ridge"])
     assert sorted(np.bincount(folds["predixcan"])) == [100, 100, 101, 101, 101]
-    assert cohort.uns["gl_expression"]["folds"]["cv"] == 5
+    assert cohort.uns["gl_expression"]["folds"]["n_folds"] == 5
     with pytest.raises(ValueError, match="same folds"):
-        gl.tl.fit_expression(cohort, method="ridge", genes=genes[:1], cv=3)
+        gl.tl.fit_expression(cohort, method="ridge", genes=genes[:1], n_folds=3)
 
     # folds set by hand are used as given: people in fold -1 are never tested
     custom = fresh(cohort)
@@ -137,7 +138,8 @@ def test_embedding_methods_write_their_outputs(embedded, tmp_path):
     assert params["elastic_net"]["n_pcs"] == 8 and params["ridge"]["use_rep"] == "X_gl"
 
     # a refit replaces its rows instead of adding more
-    again = gl.tl.fit_expression(cohort, method="ridge", genes=genes[:1])
+    gl.tl.fit_expression(cohort, method="ridge", genes=genes[:1])
+    again = gl.get.expression_results(cohort)
     assert len(again) == 9
 
     path = tmp_path / "fits.h5ad"
@@ -155,9 +157,10 @@ def test_embedding_methods_write_their_outputs(embedded, tmp_path):
 def test_split_by_population_trains_on_the_others_and_tests_on_fin(simulated):
     cohort = fresh(simulated)
     genes = list(cohort.var_names[:2])
-    table = gl.tl.fit_expression(
-        cohort, method="predixcan", genes=genes, split_by="population", test_groups=["FIN"]
+    gl.tl.fit_expression(
+        cohort, method="predixcan", genes=genes, folds_by="population", test_groups=["FIN"]
     )
+    table = gl.get.expression_results(cohort)
     fin = (cohort.obs["population"] == "FIN").to_numpy()
     pred = cohort.layers["gl_pred_predixcan"][:, :2]
     assert np.isfinite(pred[fin]).all() and np.isnan(pred[~fin]).all()
@@ -167,12 +170,13 @@ def test_split_by_population_trains_on_the_others_and_tests_on_fin(simulated):
 
     # without test groups: leave one population out
     logo = fresh(simulated)
-    table = gl.tl.fit_expression(logo, method="predixcan", genes=genes[:1], split_by="population")
+    gl.tl.fit_expression(logo, method="predixcan", genes=genes[:1], folds_by="population")
+    table = gl.get.expression_results(logo)
     assert table["n_folds"].item() == 5 and table["n_test"].item() == logo.n_obs
     for _, folds in logo.obs.groupby("population", observed=True)["gl_fold"]:
         assert folds.nunique() == 1
     with pytest.raises(ValueError, match="not values"):
-        gl.tl.fit_expression(fresh(simulated), method="predixcan", split_by="population",
+        gl.tl.fit_expression(fresh(simulated), method="predixcan", folds_by="population",
                              test_groups=["XYZ"])  # fmt: skip
 
 
@@ -228,7 +232,7 @@ def test_fit_dosages_on_a_plain_matrix():
     y[[3, 7]] = np.nan  # people without expression are left out
     folds = np.arange(n) % 5
     folds[:10] = -1  # only ever trained on
-    fit = gl.tl.fit_dosages(dosages, y, folds=folds, rng=0)
+    fit = gl.tl.fit_dosages(dosages, y, folds=folds, random_state=0)
     assert np.isnan(fit["pred"][:10]).all() and np.isfinite(fit["pred"][10:]).all()
     assert fit["n_test"] == n - 10 and fit["n_features"] == p and fit["n_folds"] == 5
     assert fit["r"] > 0.6 and fit["spearman"] > 0.5 and 0 < fit["r2"] <= fit["r"] ** 2 + 0.05
@@ -242,7 +246,7 @@ def test_fit_dosages_on_a_plain_matrix():
     assert np.corrcoef(in_sample, genetic)[0, 1] > 0.95
     assert in_sample[known].mean() == pytest.approx(y[known].mean())  # the intercept
 
-    again = gl.tl.fit_dosages(dosages.to_numpy(), y.to_numpy(), folds=5, rng=0)
+    again = gl.tl.fit_dosages(dosages.to_numpy(), y.to_numpy(), folds=5, random_state=0)
     assert isinstance(again["coefficients"], np.ndarray) and np.isfinite(again["pred"][known]).all()
     with pytest.raises(ValueError, match="impute"):
         gl.tl.fit_dosages(dosages.where(dosages > 0), y, folds=5)
@@ -281,12 +285,12 @@ def test_dosages_count_each_alt_allele_of_a_multiallelic_record(tmp_path):
     panel = gl.pp.gene_windows(genes, fasta=fasta, width=64)
     cohort = gl.pp.personal_sequences(vcf, fasta=fasta, genes=panel, progress=False)
 
-    x, names = _dosage_source(cohort, window=1_000_000)("G1")
+    x, names = dosage_source(cohort, window=1_000_000)("G1")
     alt_a, alt_b = calls[95][1].split(",")
     second = f"1:111:{reference[110]}:{calls[110][1]}"
     assert names == [f"rsMulti:{alt_a}", f"rsMulti:{alt_b}", second]  # monomorphic dropped
     np.testing.assert_array_equal(x, [[1, 1, 1], [0, 2, 0], [0, 0, 2]])
-    x, names = _dosage_source(cohort, window=6)("G1")  # the anchor (TSS) is at 100
+    x, names = dosage_source(cohort, window=6)("G1")  # the anchor (TSS) is at 100
     assert names == [f"rsMulti:{alt_a}", f"rsMulti:{alt_b}"]
 
 
@@ -345,7 +349,7 @@ def test_geuvadis_znf549_eqtl_is_recovered():
     start, end = 58_038_693, 58_052_124  # ZNF549 in genes_chr19.bed
     cis = genotypes["start"].between(start - 1_000_000, end + 1_000_000)
     dosages = genotypes[cis].set_index("snpId")[people].T
-    fit = gl.tl.fit_dosages(dosages, y, folds=5, rng=0)
+    fit = gl.tl.fit_dosages(dosages, y, folds=5, random_state=0)
 
     assert np.isfinite(fit["pred"]).all() and fit["n_test"] == len(people) == 91
     top = fit["scaled_coefficients"].abs().nlargest(3).index
@@ -361,7 +365,7 @@ def test_simulation_plants_hand_picked_causal_variants():
     g = list(ds["gene"].values).index(gene)
     ids = ds["variant_id"].values[ds["variant_gene"].values == g][:2]
     causal = pd.DataFrame({"gene": gene, "variant_id": ids, "effect": [1.0, -2.0]})
-    gl.datasets.simulate_expression(cohort, n_causal=1, h2=0.5, causal=causal, rng=3)
+    gl.datasets.simulate_expression(cohort, n_causal=1, h2=0.5, causal=causal, random_state=3)
     table = cohort.uns["gl_simulation"]["causal_variants"]
     planted = table[table["gene"] == gene].set_index("variant_id")
     assert list(planted.index) == list(ids)

@@ -8,13 +8,9 @@ import torch
 
 import genlm_sc as gl
 from genlm_sc.models import load_encoder
-from genlm_sc.tl._expression import _dosage_source
-from genlm_sc.tl._finetune import (
-    FinetuneOptions,
-    HaplotypeRegressor,
-    build_regressor,
-    pairwise_loss,
-)
+from genlm_sc.models.heads import HaplotypeRegressor
+from genlm_sc.tl.expression.features import dosage_source
+from genlm_sc.tl.expression.finetune import FinetuneOptions, build_regressor, pairwise_loss
 from test_embed import conv_checkpoint, third_party_checkpoint
 
 torch.set_num_threads(1)
@@ -103,7 +99,7 @@ def test_pool_encodes_each_distinct_sequence_once_with_the_same_values_and_gradi
 def planted(tmp_path_factory):
     """Expression = ALT count of one common SNP (+ noise); PrediXcan and LoRA fitted on it."""
     cohort = gl.datasets.example_cohort(width=128)
-    dosages = _dosage_source(cohort, window=10**6)
+    dosages = dosage_source(cohort, window=10**6)
     best = (np.inf, None, None)
     for gene in cohort.var_names[:10]:
         x, _ = dosages(gene)
@@ -117,14 +113,15 @@ def planted(tmp_path_factory):
     cohort.X = expression
 
     root = tmp_path_factory.mktemp("finetune")
-    gl.tl.fit_expression(cohort, method="predixcan", genes=[gene], cv=2)
+    gl.tl.fit_expression(cohort, method="predixcan", genes=[gene], n_folds=2)
     folds = cohort.obs["gl_fold"].to_numpy().copy()
     options = {"model": conv_checkpoint(root / "model"), "strategy": "lora", "epochs": 1,
-               "batch_size": 16, "learning_rate": 1e-2, "device": "cpu", "seed": 0,
+               "batch_size": 16, "learning_rate": 1e-2, "device": "cpu", "random_state": 0,
                "output_dir": root / "fitted", "progress": False}  # fmt: skip
-    table = gl.tl.fit_expression(
-        cohort, method="finetune", genes=[gene], cv=2, finetune_options=options
+    gl.tl.fit_expression(
+        cohort, method="finetune", genes=[gene], n_folds=2, finetune_options=options
     )
+    table = gl.get.expression_results(cohort)
     return cohort, gene, folds, table, root / "fitted"
 
 
@@ -149,7 +146,7 @@ def test_finetune_outputs_sit_next_to_the_other_methods_on_the_same_folds(plante
     params = cohort.uns["gl_expression"]["params"]["finetune"]
     assert params["finetune"]["strategy"] == "lora" and params["use_rep"] == ""
     with pytest.raises(ValueError, match="finetune_options"):
-        gl.tl.fit_expression(cohort, method="finetune", genes=[gene], cv=2)
+        gl.tl.fit_expression(cohort, method="finetune", genes=[gene], n_folds=2)
 
 
 def test_predict_reproduces_the_out_of_fold_predictions(planted):
@@ -175,7 +172,9 @@ def test_refit_saves_a_model_fitted_on_everyone(tmp_path):
     options = {"model": conv_checkpoint(tmp_path / "m"), "strategy": "prune", "epochs": 1,
                "device": "cpu", "output_dir": tmp_path / "fitted", "refit": True,
                "progress": False}  # fmt: skip
-    gl.tl.fit_expression(cohort, method="finetune", genes=[gene], cv=2, finetune_options=options)
+    gl.tl.fit_expression(
+        cohort, method="finetune", genes=[gene], n_folds=2, finetune_options=options
+    )
     final = HaplotypeRegressor.from_pretrained(tmp_path / "fitted" / gene / "all", device="cpu")
     y = cohort[:, gene].X.ravel()
     assert final.y_mean == pytest.approx(float(y.mean()), rel=1e-5)  # scaled on everyone

@@ -146,12 +146,17 @@ def test_random_phase_depends_on_the_sample_not_its_position(example):
 
     panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=4096)
     everyone = gl.pp.personal_sequences(
-        example.vcf, fasta=example.fasta, genes=panel, unphased="random", seed=3, progress=False
+        example.vcf,
+        fasta=example.fasta,
+        genes=panel,
+        unphased="random",
+        random_state=3,
+        progress=False,
     )
     some = list(everyone.obs_names[250:])
     part = gl.pp.personal_sequences(
         example.vcf, fasta=example.fasta, genes=panel, samples=some, unphased="random",
-        seed=3, progress=False,
+        random_state=3, progress=False,
     )  # fmt: skip
     for gene in panel.obs_names:
         a = gl.get.haplotypes(everyone, gene, samples=some).to_numpy()

@@ -18,7 +18,8 @@ import genlm_sc as gl
 from conftest import SHARED, needs_shared
 from genlm_sc.io import InputFileError
 from genlm_sc.io.motifs import read_motifs
-from genlm_sc.tl._motifs import SCORE_STEP, _compile, motif_matches, scan_motifs
+from genlm_sc.tl.motifs.scanner import SCORE_STEP, compile_motifs, scan_motifs
+from genlm_sc.tl.motifs.variants import motif_matches
 
 MOTIF_DIR = SHARED / "motifs"
 JASPAR_FILE = MOTIF_DIR / "JASPAR2024_CORE_vertebrates_nonredundant.jaspar.gz"
@@ -112,7 +113,7 @@ def test_score_is_the_hand_computed_log_odds():
 
 def enumerate_tail(motif, background: dict[str, float], pseudocount: float):
     """Scores of all k-mers and, for each, the exact P(score >= its score) by enumeration."""
-    compiled = _compile([motif], background, pseudocount)[0]
+    compiled = compile_motifs([motif], background, pseudocount)[0]
     kmers = np.array(list(itertools.product(range(4), repeat=compiled.length)))
     weight = np.array([background[b] for b in BASES])[kmers].prod(axis=1)
     scores = compiled.scores[np.arange(compiled.length), kmers].sum(axis=1)
@@ -442,7 +443,8 @@ def tiny_motifs():
 
 
 def test_variants_breaking_and_creating_planted_instances(tiny, tiny_motifs):
-    table = motif_matches(tiny, gene="GP", motifs=tiny_motifs)
+    motif_matches(tiny, gene="GP", motifs=tiny_motifs)
+    table = gl.get.motif_matches(tiny, "GP")
     assert list(table.columns) == [
         "variant_id", "position", "ref", "alt", "motif_id", "motif_name", "strand", "start",
         "end", "ref_score", "alt_score", "ref_pvalue", "alt_pvalue", "effect",
@@ -489,21 +491,24 @@ def test_variants_breaking_and_creating_planted_instances(tiny, tiny_motifs):
 
 
 def test_results_are_on_the_reference_strand_for_minus_strand_genes(tiny, tiny_motifs):
-    plus = motif_matches(tiny, gene="GP", motifs=tiny_motifs)
-    minus = motif_matches(tiny, gene="MINUS", motifs=tiny_motifs)  # by name
+    motif_matches(tiny, gene="GP", motifs=tiny_motifs)
+    plus = gl.get.motif_matches(tiny, "GP")
+    motif_matches(tiny, gene="MINUS", motifs=tiny_motifs)  # by name
+    minus = gl.get.motif_matches(tiny, "MINUS")
     pd.testing.assert_frame_equal(plus, minus)
     assert set(tiny.uns["gl_motifs"]) == {"GP", "GM"}
 
 
 def test_selecting_variants(tiny, tiny_motifs):
-    by_list = motif_matches(tiny, gene="GP", motifs=tiny_motifs, variants=["crt", "none"])
+    motif_matches(tiny, gene="GP", motifs=tiny_motifs, variants=["crt", "none"])
+    by_list = gl.get.motif_matches(tiny, "GP")
     assert by_list["variant_id"].tolist() == ["crt"]
-    by_id = motif_matches(
+    motif_matches(
         tiny, gene="GP", motifs=tiny_motifs, variants=pd.DataFrame({"variant_id": ["brk"]})
     )
-    by_position = motif_matches(
-        tiny, gene="GP", motifs=tiny_motifs, variants=pd.DataFrame({"position": [503]})
-    )
+    by_id = gl.get.motif_matches(tiny, "GP")
+    motif_matches(tiny, gene="GP", motifs=tiny_motifs, variants=pd.DataFrame({"position": [503]}))
+    by_position = gl.get.motif_matches(tiny, "GP")
     pd.testing.assert_frame_equal(by_id, by_position)
     assert by_id["variant_id"].tolist() == ["brk"]
     with pytest.raises(KeyError, match="rs404"):
@@ -517,7 +522,8 @@ def test_selecting_variants(tiny, tiny_motifs):
 
 
 def test_positions_report_reference_matches_covering_them(tiny, tiny_motifs):
-    table = motif_matches(tiny, gene="GM", motifs=tiny_motifs, positions=[503, 1107, 700])
+    motif_matches(tiny, gene="GM", motifs=tiny_motifs, positions=[503, 1107, 700])
+    table = gl.get.motif_matches(tiny, "GM")
     assert list(table.columns) == ["position", *list(scan_motifs("A", tiny_motifs).columns)]
     assert table[["position", "motif_id", "start", "end", "strand"]].values.tolist() == [
         [503, "T0001.1", 500, 508, "+"],
@@ -530,7 +536,8 @@ def test_positions_report_reference_matches_covering_them(tiny, tiny_motifs):
 
 
 def test_results_survive_writing(tiny, tiny_motifs, tmp_path):
-    table = motif_matches(tiny, gene="GP", motifs=tiny_motifs, key_added="motif_test")
+    motif_matches(tiny, gene="GP", motifs=tiny_motifs, key_added="motif_test")
+    table = gl.get.motif_matches(tiny, "GP", key="motif_test")
     gl.write(tiny, tmp_path / "c.zarr")
     back = gl.read(tmp_path / "c.zarr").uns["motif_test"]["GP"]
     pd.testing.assert_frame_equal(back.reset_index(drop=True), table, check_index_type=False)
@@ -560,9 +567,10 @@ def test_variant_of_the_real_example_breaks_a_motif_made_from_its_context(exampl
         context = reference.fetch_str("20", position - 3, position + 5)
     assert context[3] == store["variant_ref"].values[snv]
     motif = motif_from(context, "T0006.1", "context", n=50)
-    table = motif_matches(
+    motif_matches(
         cohort, gene="TMEM74B", motifs=[motif], variants=[str(store["variant_id"].values[snv])]
     )
+    table = gl.get.motif_matches(cohort, "TMEM74B")
     row = table.loc[table["strand"] == "+"].iloc[0]
     assert (row["start"], row["effect"], row["ref_sequence"]) == (position - 3, "breaks", context)
 
@@ -577,7 +585,7 @@ def overlapping(p0: int, changed: int, length: int) -> list[int]:
 
 def test_placements_cover_every_overlap_once_and_pair_alleles_by_shared_flank():
     """Each placement overlapping the change, once per allele; partners share a flank."""
-    from genlm_sc.tl._motifs import _Alleles, _placements
+    from genlm_sc.tl.motifs.variants import _Alleles, _placements
 
     cases = [(d, k) for d in range(5) for k in range(5) if d or k]
     half, p0 = 40, 1000

@@ -11,7 +11,7 @@ from matplotlib.axes import Axes
 from scipy import stats
 
 import genlm_sc as gl
-from genlm_sc.tl._predictability import best_silhouette, cis_heritability
+from genlm_sc.tl.expression.predictability import best_silhouette, cis_heritability
 from test_embed import conv_checkpoint
 
 plt.switch_backend("Agg")
@@ -64,9 +64,9 @@ def test_silhouette_is_high_for_planted_clusters_and_low_for_noise():
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 5, size=(4, 8))
     clustered = centres[rng.integers(0, 4, 300)] + rng.normal(0, 0.5, size=(300, 8))
-    score, k = best_silhouette(clustered, n_clusters=(2, 3, 4, 5), rng=0)
+    score, k = best_silhouette(clustered, n_clusters=(2, 3, 4, 5), random_state=0)
     assert score > 0.7 and k == 4
-    noise, _ = best_silhouette(rng.normal(size=(300, 8)), n_clusters=(2, 3, 4, 5), rng=0)
+    noise, _ = best_silhouette(rng.normal(size=(300, 8)), n_clusters=(2, 3, 4, 5), random_state=0)
     assert noise < 0.3
     assert np.isnan(best_silhouette(np.ones((20, 3)), n_clusters=(2, 3))[0])
 
@@ -75,7 +75,7 @@ def test_silhouette_is_high_for_planted_clusters_and_low_for_noise():
 def cohort(tmp_path_factory):
     """Simulated expression; three genes embedded by a tiny untrained model, ridge-fitted."""
     cohort = gl.datasets.example_cohort(width=256)
-    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), rng=0)
+    gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), random_state=0)
     genes = list(cohort.var_names[:N_EMBEDDED])
     model = conv_checkpoint(tmp_path_factory.mktemp("model"))
     gl.tl.embed(cohort, model=model, device="cpu", genes=genes, progress=False)
@@ -85,7 +85,8 @@ def cohort(tmp_path_factory):
 
 def test_predictability_writes_per_gene_properties(cohort):
     cohort, genes = cohort
-    table = gl.tl.predictability(cohort, method_key="ridge", genes=genes, n_clusters=(2, 3))
+    gl.tl.predictability(cohort, method_key="ridge", genes=genes, n_clusters=(2, 3))
+    table = gl.get.predictability(cohort)
     assert list(table.index) == genes
     assert table["silhouette"].between(-1, 1).all()
     assert table["silhouette_k"].isin([2, 3]).all()
@@ -116,10 +117,10 @@ def test_cis_h2_tracks_the_simulated_h2(cohort):
 
 
 def _dosages_and_expression(cohort: ad.AnnData, gene: str):
-    from genlm_sc.tl._expression import _dosage_source, _expression
+    from genlm_sc.tl.expression.features import dosage_source, expression_values
 
-    x, _ = _dosage_source(cohort, window=1_000_000)(gene)
-    return x, _expression(cohort, gene)
+    x, _ = dosage_source(cohort, window=1_000_000)(gene)
+    return x, expression_values(cohort, gene)
 
 
 def test_predictability_refuses_an_unknown_fit_and_a_bad_grid(cohort):
@@ -187,13 +188,14 @@ def test_gene_level_folds_hold_out_whole_chromosomes(gene_panel):
 def test_gene_level_concatenates_reps_and_fits_several_targets():
     panel = gc_panel(n=300, seed=1)
     panel.obs["shuffled"] = np.random.default_rng(0).permutation(panel.obs["expression"])
-    table = gl.tl.fit_gene_expression(
+    gl.tl.fit_gene_expression(
         panel,
         target=["expression", "shuffled"],
         use_rep="X_kmer",
         extra_reps=["X_random"],
-        model="elastic_net",
+        method="elastic_net",
     )
+    table = gl.get.gene_expression_results(panel)
     assert list(table["key"]) == ["X_kmer+X_random_expression", "X_kmer+X_random_shuffled"]
     assert (table["n_features"] == 4 + 16 + 20).all()
     assert table.loc[0, "r"] > 0.7
@@ -224,13 +226,13 @@ def test_gene_level_targets_with_the_same_folds_fit_together_as_if_alone(gene_pa
         scale=2.0, size=panel.n_obs
     )
     panel.obs["gappy"] = panel.obs["expression"].where(np.arange(panel.n_obs) % 4 > 0)
-    together = gl.tl.fit_gene_expression(
+    gl.tl.fit_gene_expression(
         panel, target=["expression", "noisy", "gappy"], use_rep="X_kmer", key_added="both"
-    ).set_index("key")
+    )
+    together = gl.get.gene_expression_results(panel).set_index("key")
     for name in ("expression", "noisy", "gappy"):
-        alone = gl.tl.fit_gene_expression(
-            panel, target=name, use_rep="X_kmer", key_added=f"alone_{name}"
-        ).set_index("key")
+        gl.tl.fit_gene_expression(panel, target=name, use_rep="X_kmer", key_added=f"alone_{name}")
+        alone = gl.get.gene_expression_results(panel).set_index("key")
         np.testing.assert_allclose(
             panel.obs[f"gl_pred_both_{name}"], panel.obs[f"gl_pred_alone_{name}"], rtol=1e-9
         )

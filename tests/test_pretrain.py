@@ -12,14 +12,9 @@ from transformers import AutoModelForMaskedLM, BertConfig
 
 import genlm_sc as gl
 from genlm_sc.io import InputFileError
-from genlm_sc.models import (
-    CropDataset,
-    DnaMaskingCollator,
-    PretrainingCorpus,
-    build_tokenizer,
-    load_tokenizer,
-    parse_region,
-)
+from genlm_sc.models import DnaMaskingCollator, build_tokenizer, load_tokenizer
+from genlm_sc.pp import PretrainingCorpus, parse_region
+from genlm_sc.pp.corpus import CropDataset
 
 TINY = {"hidden_size": 16, "num_conv_layers": 2, "dilation_cycle": [1, 2]}
 
@@ -56,7 +51,7 @@ def small_genome(tmp_path):
 
 def test_parse_region():
     assert parse_region("20:1,000,001-1,000,010") == ("20", 1_000_000, 1_000_010)
-    assert parse_region("c1", {"c1": 50}) == ("c1", 0, 50)
+    assert parse_region("c1", lengths={"c1": 50}) == ("c1", 0, 50)
     with pytest.raises(ValueError, match="start <= end"):
         parse_region("20:10-5")
 
@@ -102,7 +97,7 @@ def test_variant_windows_check_ref(small_genome, tmp_path):
 def test_haplotype_corpus_is_the_cohort_haplotypes(example):
     corpus = PretrainingCorpus().add_haplotypes(
         example.vcf, fasta=example.fasta, regions=["20:1200001-1208192"], n_samples=40,
-        window=4096, seed=1,
+        window=4096, random_state=1,
     )  # fmt: skip
     reference = PretrainingCorpus().add_fasta(example.fasta, regions=["20:1200001-1208192"])
     ref = reference.sequences[0]
@@ -133,7 +128,7 @@ def test_crops_are_drawn_from_every_sequence_by_weight_and_length():
     corpus = PretrainingCorpus()
     for i, text in enumerate(texts):  # more sequences than examples
         corpus._add(np.frombuffer(text.encode(), np.uint8), None, 3.0 if i >= 150 else 1.0)
-    dataset = CropDataset(corpus, length=100, n_examples=250, seed=0)
+    dataset = CropDataset(corpus, length=100, n_examples=250, random_state=0)
     assert dataset[7] == dataset[7]  # a pure function of (seed, index)
     source = {text: i for i, text in enumerate(texts)}
     drawn = np.array([source[dataset[i]["sequence"]] for i in range(len(dataset))])
@@ -143,7 +138,7 @@ def test_crops_are_drawn_from_every_sequence_by_weight_and_length():
 
 def test_span_masking_for_kmers_and_variant_rate():
     tokenizer = build_tokenizer("kmer", k=3)
-    collator = DnaMaskingCollator(tokenizer, max_length=600, mlm_probability=0.15, seed=0)
+    collator = DnaMaskingCollator(tokenizer, max_length=600, mlm_probability=0.15, random_state=0)
     rng = np.random.default_rng(0)
     sequence = "".join(rng.choice(list("ACGT"), 500))
     batch = collator([{"sequence": sequence, "variant": None}] * 8)

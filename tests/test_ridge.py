@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import RidgeCV
 
-from genlm_sc.tl._ridge import CovarianceRidgeCV
+from genlm_sc.tl.expression.ridge import CovarianceRidgeCV
 
 ALPHAS = np.logspace(-3, 6, 19)
 

@@ -384,7 +384,7 @@ def test_fixed_length_puts_the_tss_at_the_centre(example, read_back):
 
 @pytest.fixture(scope="module")
 def simulated(cohort) -> ad.AnnData:
-    return gl.datasets.simulate_expression(cohort, n_causal=3, h2=0.3, rng=7, copy=True)
+    return gl.datasets.simulate_expression(cohort, n_causal=3, h2=0.3, random_state=7, copy=True)
 
 
 def test_simulation_leaves_the_input_alone(cohort, simulated):
@@ -444,7 +444,9 @@ def test_realised_correlation_is_close_to_sqrt_h2(simulated):
 
 
 def test_simulation_is_the_same_on_disk(cohort, read_back, simulated):
-    again = gl.datasets.simulate_expression(read_back, n_causal=3, h2=0.3, rng=7, copy=True)
+    again = gl.datasets.simulate_expression(
+        read_back, n_causal=3, h2=0.3, random_state=7, copy=True
+    )
     np.testing.assert_array_equal(again.X, simulated.X)
     pd.testing.assert_frame_equal(
         again.uns["gl_simulation"]["causal_variants"],
@@ -453,7 +455,7 @@ def test_simulation_is_the_same_on_disk(cohort, read_back, simulated):
 
 
 def test_simulated_cohort_round_trip(small_cohort, tmp_path):
-    simulated = gl.datasets.simulate_expression(small_cohort, h2=0.5, rng=3, copy=True)
+    simulated = gl.datasets.simulate_expression(small_cohort, h2=0.5, random_state=3, copy=True)
     path = tmp_path / "sim.zarr"
     gl.write(simulated, path)
     again = gl.read(path)
@@ -491,7 +493,7 @@ def test_subsets_follow_names_not_positions(cohort, tmp_path):
         positions = gl.get.reference_positions(back, gene)
         assert positions.sizes["haplotype"] == len(gl.get.unique_haplotypes(back, gene))
 
-    gl.datasets.simulate_expression(back, n_causal=2, h2=0.4, rng=0)
+    gl.datasets.simulate_expression(back, n_causal=2, h2=0.4, random_state=0)
     truth = back.uns["gl_simulation"]["causal_variants"]
     variant_gene = ds["variant_gene"].values[truth["variant"].to_numpy()]
     assert (ds["gene"].values[variant_gene] == truth["gene"].to_numpy()).all()

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import genlm_sc as gl
-from genlm_sc.tl._scoring import BASES, load_scorer
+from genlm_sc._dna import BASES
+from genlm_sc.tl.attribution.scorers import load_scorer
 from test_embed import conv_checkpoint, third_party_checkpoint
 from test_finetune import regressor
 
@@ -72,12 +73,10 @@ def effects(tmp_path_factory):
     for strand in "+-":  # the gene of each strand with most variants
         picks = np.flatnonzero(strands == strand)
         genes[strand] = cohort.var_names[picks[np.argmax(per_gene[picks])]]
-    tables = {
-        strand: gl.tl.variant_effects(
-            cohort, gene=gene, model=folder, expression_model=model, device="cpu"
-        )
-        for strand, gene in genes.items()
-    }
+    tables = {}
+    for strand, gene in genes.items():
+        gl.tl.variant_effects(cohort, gene=gene, model=folder, expression_model=model, device="cpu")
+        tables[strand] = gl.get.variant_effects(cohort, gene)
     return cohort, folder, model, genes, tables
 
 
@@ -168,8 +167,9 @@ def test_eqtls_join_by_rsid_with_alleles_turned_to_ours(effects):
             "qval": [0.01, 0.02, 0.5],
         }
     )
-    joined = gl.tl.variant_effects(cohort, gene=gene, expression_model=model, eqtl=eqtl,
+    gl.tl.variant_effects(cohort, gene=gene, expression_model=model, eqtl=eqtl,
                                    device="cpu")  # fmt: skip
+    joined = gl.get.variant_effects(cohort, gene)
     assert joined["eqtl_slope"].iloc[0] == 0.5 and joined["eqtl_slope"].iloc[1] == -0.5
     assert joined["eqtl_slope"].iloc[2:].isna().all()
     for i in (0, 1):  # matched by gene name, then by unversioned gene id
@@ -213,8 +213,9 @@ def test_read_eqtl_reads_gtex_egenes():
 def test_real_gtex_eqtls_join_the_example_variants(tmp_path):
     cohort = gl.datasets.example_cohort(width=4096)
     folder = conv_checkpoint(tmp_path / "m")
-    table = gl.tl.variant_effects(cohort, gene="ENSG00000229728.1", model=folder, eqtl=EQTL,
+    gl.tl.variant_effects(cohort, gene="ENSG00000229728.1", model=folder, eqtl=EQTL,
                                   device="cpu")  # fmt: skip
+    table = gl.get.variant_effects(cohort, "ENSG00000229728.1")
     joined = table[table["eqtl_gene"].notna()]
     assert joined["variant_id"].tolist() == ["rs6078809"]  # SDCBP2-AS1's lead variant
     row = joined.iloc[0]

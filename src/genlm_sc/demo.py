@@ -53,7 +53,7 @@ def main(outdir: str = "genlm_sc_demo", *, pretrain_steps: int = 150) -> None:
     again = gl.read(out / "cohort.zarr")
     fkbp1a = gl.get.haplotypes(again, "FKBP1A", samples=["HG00096", "NA12878"])
     print("FKBP1A haplotype lengths:\n", fkbp1a.map(len))
-    gl.datasets.simulate_expression(again, n_causal=(1, 3), h2=(0.1, 0.5), rng=0)
+    gl.datasets.simulate_expression(again, n_causal=(1, 3), h2=(0.1, 0.5), random_state=0)
     print(again.uns["gl_simulation"]["causal_variants"].head())
     ax = gl.pl.haplotype_diversity(again)
     ax.figure.savefig(out / "haplotype_diversity.png", dpi=150, bbox_inches="tight")
@@ -65,7 +65,8 @@ def language_model(cohort, files, out: Path, *, steps: int) -> None:
     """Pretrain with variants, embed the cohort's haplotypes, cluster people with scanpy."""
     import scanpy as sc
 
-    from .models import PretrainingCorpus, pretraining_record
+    from .models import pretraining_record
+    from .pp import PretrainingCorpus
 
     train, held_out = ["20:1000001-1800000"], ["20:1800001-2000000"]
     corpus = PretrainingCorpus().add_fasta(files.fasta, regions=train)
@@ -99,7 +100,8 @@ def variant_effects(cohort, gene: str, model_dir: Path, out: Path) -> None:
     """Zero-shot variant scores and a gradient × input logo around the lowest-scoring SNV."""
     import matplotlib.pyplot as plt
 
-    effects = gl.tl.variant_effects(cohort, gene=gene, model=model_dir)
+    gl.tl.variant_effects(cohort, gene=gene, model=model_dir)
+    effects = gl.get.variant_effects(cohort, gene)
     columns = ["variant_id", "position", "ref", "alt", "alt_frequency", "llr_masked"]
     ranked = effects.dropna(subset=["llr_masked"]).sort_values("llr_masked")
     print(f"variants of {gene} the model finds least likely (natural-log ratio ALT vs REF):")

@@ -11,19 +11,98 @@ import pandas as pd
 import xarray as xr
 
 from .io.fasta import FastaReference
-from .pp.haplotypes import expand_reference_positions, reverse_complement
+from .pp.haplotypes import reverse_complement, stored_reference_positions
 from .store import open_haplotypes
 
 __all__ = [
     "attribution",
+    "cluster_agreement",
+    "expression_results",
     "fixed_length_haplotypes",
+    "gene_expression_results",
+    "gene_id",
+    "gene_index",
+    "gene_name",
     "gene_view",
     "haplotype_store",
     "haplotypes",
+    "is_cohort",
+    "motif_matches",
+    "predictability",
+    "recorded_fasta",
     "reference_positions",
+    "sample_rows",
     "sequences",
     "unique_haplotypes",
+    "variant_effects",
 ]
+
+
+def is_cohort(adata: ad.AnnData) -> bool:
+    """Whether ``adata`` is a cohort (people × genes with a haplotype store) rather than a
+    panel of genes or sequences (one observation per window)."""
+    return bool(adata.uns.get("gl", {}).get("store"))
+
+
+def gene_id(adata: ad.AnnData, gene: str) -> str:
+    """The id of a gene given by id or by unique name.
+
+    Parameters
+    ----------
+    adata
+        A cohort (genes are its ``var``) or a panel (genes are its ``obs``; names are looked
+        up in ``obs["gene_name"]``, then ``obs["name"]``).
+    gene
+        A gene id, or a name that only one gene has.
+
+    Returns
+    -------
+    The gene id; an unknown or ambiguous name raises :class:`KeyError`.
+    """
+    table = adata.var if is_cohort(adata) or adata.n_vars else adata.obs
+    if gene in table.index:
+        return str(gene)
+    for column in ("gene_name", "name"):
+        if column in table.columns:
+            hits = table.index[(table[column].astype(str) == str(gene)).to_numpy()]
+            if len(hits) == 1:
+                return str(hits[0])
+    raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")
+
+
+def gene_name(adata: ad.AnnData, gene: str) -> str:
+    """The ``gene_name`` of a gene id (``var`` of a cohort, ``obs`` of a panel), else the id."""
+    for table in (adata.var, adata.obs):
+        if "gene_name" in table.columns and gene in table.index:
+            return str(table.loc[gene, "gene_name"])
+    return gene
+
+
+def gene_index(adata: ad.AnnData, gene: str) -> tuple[int, int, int]:
+    """Where a gene of a cohort lives in its haplotype store.
+
+    Returns
+    -------
+    ``(g, first, stop)``: the gene's index along the store's ``gene`` dimension and the
+    range ``first:stop`` of its distinct haplotypes along ``haplotype``.
+    """
+    ds = haplotype_store(adata)
+    g = list(ds["gene"].values).index(gene_id(adata, gene))
+    first = int(ds["gene_first_haplotype"].values[g])
+    return g, first, first + int(ds["gene_n_haplotypes"].values[g])
+
+
+def sample_rows(
+    adata: ad.AnnData, *, samples: Sequence[str] | None = None
+) -> tuple[list[str], np.ndarray]:
+    """Sample ids (default: the cohort's, in its order) and their rows in the store."""
+    names = list(adata.obs_names) if samples is None else list(samples)
+    known = set(adata.obs_names)
+    unknown = [s for s in names if s not in known]
+    if unknown:
+        raise KeyError(f"unknown samples: {unknown[:10]}")
+    row = {s: i for i, s in enumerate(haplotype_store(adata)["sample"].values)}
+    return names, np.array([row[s] for s in names], dtype=np.int64)
 
 
 def haplotype_store(adata: ad.AnnData) -> xr.Dataset:
@@ -52,7 +131,7 @@ def sequences(adata: ad.AnnData, *, fasta: str | os.PathLike | None = None) -> p
         return adata.obs["sequence"].astype(str).str.upper().rename("sequence")
     table = adata.obs if {"chrom", "start", "end"} <= set(adata.obs.columns) else adata.var
     if fasta is None:
-        fasta = _recorded_fasta(adata)
+        fasta = recorded_fasta(adata)
     out = {}
     with FastaReference(fasta) as reference:
         for gene_id, row in table.iterrows():
@@ -63,7 +142,8 @@ def sequences(adata: ad.AnnData, *, fasta: str | os.PathLike | None = None) -> p
     return pd.Series(out, name="sequence")
 
 
-def _recorded_fasta(adata: ad.AnnData) -> str:
+def recorded_fasta(adata: ad.AnnData) -> str:
+    """The path of the FASTA recorded in ``uns["gl"]`` (it must still exist)."""
     record = adata.uns.get("gl", {}).get("fasta")
     if not record:
         raise KeyError("no FASTA recorded in adata.uns['gl']; pass fasta=")
@@ -73,19 +153,7 @@ def _recorded_fasta(adata: ad.AnnData) -> str:
     return path
 
 
-def _gene_slice(ds: xr.Dataset, gene: str, cohort: ad.AnnData) -> tuple[int, int, int]:
-    """Store index of a gene of ``cohort`` (by id or unique name) and its haplotype range."""
-    if gene not in cohort.var_names:
-        by_name = cohort.var.index[cohort.var.get("gene_name", pd.Series(dtype=str)) == gene]
-        if len(by_name) != 1:
-            raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")
-        gene = by_name[0]
-    g = list(ds["gene"].values).index(gene)
-    first = int(ds["gene_first_haplotype"].values[g])
-    return g, first, first + int(ds["gene_n_haplotypes"].values[g])
-
-
-def unique_haplotypes(cohort: ad.AnnData, gene: str) -> pd.DataFrame:
+def unique_haplotypes(adata: ad.AnnData, gene: str) -> pd.DataFrame:
     """The distinct haplotypes of one gene, most frequent first.
 
     Returns
@@ -93,8 +161,8 @@ def unique_haplotypes(cohort: ad.AnnData, gene: str) -> pd.DataFrame:
     DataFrame with columns ``sequence`` (gene orientation), ``length`` and ``count``
     (person-haplotypes carrying it), indexed by haplotype number in the store.
     """
-    ds = haplotype_store(cohort)
-    _, lo, hi = _gene_slice(ds, gene, cohort)
+    ds = haplotype_store(adata)
+    _, lo, hi = gene_index(adata, gene)
     lengths = ds["haplotype_length"][lo:hi].values
     codes = ds["sequence"][lo:hi].values
     return pd.DataFrame(
@@ -107,7 +175,7 @@ def unique_haplotypes(cohort: ad.AnnData, gene: str) -> pd.DataFrame:
     )
 
 
-def reference_positions(cohort: ad.AnnData, gene: str) -> xr.DataArray:
+def reference_positions(adata: ad.AnnData, gene: str) -> xr.DataArray:
     """Reference coordinate of every base of a gene's distinct haplotypes.
 
     Returns
@@ -118,21 +186,9 @@ def reference_positions(cohort: ad.AnnData, gene: str) -> xr.DataArray:
     inserted by an indel and for padding. The store keeps this map run-length encoded
     (``segment_*`` variables); this expands it.
     """
-    ds = haplotype_store(cohort)
-    g, lo, hi = _gene_slice(ds, gene, cohort)
-    segment_haplotype = ds["segment_haplotype"].values
-    first, last = np.searchsorted(segment_haplotype, [lo, hi])
-    lengths = ds["haplotype_length"][lo:hi].values
-    step = -1 if str(ds["gene_strand"].values[g]) == "-" else 1
-    positions = expand_reference_positions(
-        hi - lo,
-        int(lengths.max()),
-        segment_haplotype[first:last] - lo,
-        ds["segment_offset"][first:last].values,
-        ds["segment_length"][first:last].values,
-        ds["segment_reference_start"][first:last].values,
-        step=step,
-    )
+    ds = haplotype_store(adata)
+    g, lo, hi = gene_index(adata, gene)
+    positions = stored_reference_positions(ds, g, lo, hi)
     return xr.DataArray(
         positions,
         dims=("haplotype", "position"),
@@ -141,21 +197,8 @@ def reference_positions(cohort: ad.AnnData, gene: str) -> xr.DataArray:
     )
 
 
-def _sample_rows(
-    ds: xr.Dataset, cohort: ad.AnnData, samples: Sequence[str] | None
-) -> tuple[list[str], np.ndarray]:
-    """Sample ids (default: the cohort's, in its order) and their rows in the store."""
-    names = list(cohort.obs_names) if samples is None else list(samples)
-    known = set(cohort.obs_names)
-    unknown = [s for s in names if s not in known]
-    if unknown:
-        raise KeyError(f"unknown samples: {unknown[:10]}")
-    row = {s: i for i, s in enumerate(ds["sample"].values)}
-    return names, np.array([row[s] for s in names], dtype=np.int64)
-
-
 def haplotypes(
-    cohort: ad.AnnData, gene: str, *, samples: Sequence[str] | None = None
+    adata: ad.AnnData, gene: str, *, samples: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Each person's two haplotype sequences of one gene, in gene orientation.
 
@@ -167,10 +210,10 @@ def haplotypes(
     -------
     DataFrame indexed by sample with columns ``haplotype_1`` and ``haplotype_2``.
     """
-    table = unique_haplotypes(cohort, gene)
-    ds = haplotype_store(cohort)
-    g, lo, _ = _gene_slice(ds, gene, cohort)
-    names, rows = _sample_rows(ds, cohort, samples)
+    table = unique_haplotypes(adata, gene)
+    ds = haplotype_store(adata)
+    g, lo, _ = gene_index(adata, gene)
+    names, rows = sample_rows(adata, samples=samples)
     index = ds["sample_haplotype"][:, g, :].values[rows] - lo
     seqs = table["sequence"].to_numpy()
     return pd.DataFrame(
@@ -180,7 +223,7 @@ def haplotypes(
 
 
 def fixed_length_haplotypes(
-    cohort: ad.AnnData,
+    adata: ad.AnnData,
     gene: str,
     *,
     length: int | None = None,
@@ -197,7 +240,7 @@ def fixed_length_haplotypes(
 
     Parameters
     ----------
-    cohort
+    adata
         A cohort from :func:`genlm_sc.pp.personal_sequences`.
     gene
         Gene id or unique gene name.
@@ -212,8 +255,8 @@ def fixed_length_haplotypes(
     -------
     ``uint8`` ASCII DataArray with dims ``(sample, ploidy, position)``.
     """
-    ds = haplotype_store(cohort)
-    g, lo, hi = _gene_slice(ds, gene, cohort)
+    ds = haplotype_store(adata)
+    g, lo, hi = gene_index(adata, gene)
     start = int(ds["gene_window_start"].values[g])
     end = int(ds["gene_window_end"].values[g])
     width = end - start
@@ -222,7 +265,7 @@ def fixed_length_haplotypes(
     minus = str(ds["gene_strand"].values[g]) == "-"
     anchor = end - 1 - anchor_index if minus else start + anchor_index
     codes = ds["sequence"][lo:hi].values
-    coords = reference_positions(cohort, gene).values
+    coords = reference_positions(adata, gene).values
     lengths = ds["haplotype_length"][lo:hi].values
     fixed = np.full((hi - lo, length), ord(pad), dtype=np.uint8)
     for i in range(hi - lo):
@@ -235,7 +278,7 @@ def fixed_length_haplotypes(
         dst_lo = src_lo - (at - length // 2)
         take = min(n - src_lo, length - dst_lo)
         fixed[i, dst_lo : dst_lo + take] = codes[i, src_lo : src_lo + take]
-    names, rows = _sample_rows(ds, cohort, samples)
+    names, rows = sample_rows(adata, samples=samples)
     index = ds["sample_haplotype"][:, g, :].values[rows] - lo
     return xr.DataArray(
         fixed[index],
@@ -246,7 +289,7 @@ def fixed_length_haplotypes(
 
 
 def gene_view(
-    cohort: ad.AnnData,
+    adata: ad.AnnData,
     gene: str,
     *,
     key: str = "X_gl",
@@ -256,7 +299,7 @@ def gene_view(
 
     Parameters
     ----------
-    cohort
+    adata
         A cohort whose haplotypes were embedded by :func:`genlm_sc.tl.embed`.
     gene
         Gene id or unique gene name.
@@ -275,25 +318,23 @@ def gene_view(
     ``uns["gene"]`` the gene id. Scanpy runs on it directly
     (``sc.pp.neighbors(view, use_rep=key)``).
     """
-    from .tl._embed import diploid_features
-
-    ds = haplotype_store(cohort)
+    ds = haplotype_store(adata)
     if key not in ds:
         raise KeyError(f"the cohort has no haplotype embedding {key!r}; run gl.tl.embed first")
-    g, lo, hi = _gene_slice(ds, gene, cohort)
+    g, lo, hi = gene_index(adata, gene)
     gene_id = str(ds["gene"].values[g])
     rows = ds["sample_haplotype"][:, g, :].values
     samples = [str(s) for s in ds["sample"].values]
-    rows = pd.DataFrame(rows, index=samples).reindex(cohort.obs_names).to_numpy()
+    rows = pd.DataFrame(rows, index=samples).reindex(adata.obs_names).to_numpy()
     embeddings = ds[key][lo:hi].values
-    obs = cohort.obs.copy()
+    obs = adata.obs.copy()
     obs["haplotype_1"], obs["haplotype_2"] = rows[:, 0], rows[:, 1]
-    if gene_id in cohort.var_names and cohort.n_vars and cohort.X is not None:
-        column = cohort[:, gene_id].X
+    if gene_id in adata.var_names and adata.n_vars and adata.X is not None:
+        column = adata[:, gene_id].X
         column = column.toarray() if hasattr(column, "toarray") else np.asarray(column)
         obs["expression"] = column.ravel()
     view = ad.AnnData(obs=obs)
-    view.obsm[key] = diploid_features(embeddings, rows - lo, diploid=diploid)
+    view.obsm[key] = _diploid_features(embeddings, rows - lo, diploid=diploid)
     view.uns["gene"] = gene_id
     view.uns["gl"] = {"embedding": key, "diploid": diploid}
     return view
@@ -319,5 +360,97 @@ def attribution(adata: ad.AnnData, gene: str, *, key: str = "gl_ism_expression")
 
     if adata.uns.get("gl", {}).get("store"):
         ds = haplotype_store(adata)
-        gene = str(ds["gene"].values[_gene_slice(ds, gene, adata)[0]])
+        gene = str(ds["gene"].values[gene_index(adata, gene)[0]])
     return read_result(adata, key, gene)
+
+
+def _stored(adata: ad.AnnData, key: str, part: str, tool: str) -> pd.DataFrame:
+    found = adata.uns.get(key)
+    if not isinstance(found, dict) or part not in found:
+        raise KeyError(f"no uns[{key!r}][{part!r}]; run gl.tl.{tool} first")
+    return found[part]
+
+
+def expression_results(adata: ad.AnnData, *, key: str = "gl_expression") -> pd.DataFrame:
+    """The comparison table of every :func:`genlm_sc.tl.fit_expression` fit on a cohort.
+
+    One row per gene and fit (``gene``, ``gene_name``, ``method``, ``r``, ``spearman``,
+    ``r2``, ``n_train``, ``n_test``, ``n_features``, ``n_folds``, ``oracle_r``); see
+    :func:`genlm_sc.tl.fit_expression`.
+    """
+    return _stored(adata, key, "results", "fit_expression")
+
+
+def gene_expression_results(adata: ad.AnnData, *, key: str = "gl_gene_expression") -> pd.DataFrame:
+    """The results table of every :func:`genlm_sc.tl.fit_gene_expression` fit on a panel."""
+    return _stored(adata, key, "results", "fit_gene_expression")
+
+
+def cluster_agreement(adata: ad.AnnData, *, key: str = "gl_cluster_agreement") -> pd.DataFrame:
+    """The results table of :func:`genlm_sc.tl.cluster_agreement` (its ``key_added``)."""
+    return _stored(adata, key, "results", "cluster_agreement")
+
+
+def predictability(adata: ad.AnnData, *, key: str = "gl_predictability") -> pd.DataFrame:
+    """The per-gene table of :func:`genlm_sc.tl.predictability` (its ``key_added``)."""
+    return _stored(adata, key, "table", "predictability")
+
+
+def _per_gene(adata: ad.AnnData, gene: str, key: str, tool: str) -> pd.DataFrame:
+    found = adata.uns.get(key)
+    if not isinstance(found, dict):
+        raise KeyError(f"no uns[{key!r}]; run gl.tl.{tool} first")
+    if gene not in found:
+        gene = gene_id(adata, gene)
+    if gene not in found:
+        raise KeyError(f"no {tool} result for {gene!r} in uns[{key!r}]; run gl.tl.{tool}")
+    return found[gene]
+
+
+def variant_effects(
+    adata: ad.AnnData, gene: str, *, key: str = "gl_variant_effects"
+) -> pd.DataFrame:
+    """The variant table of one gene from :func:`genlm_sc.tl.variant_effects`.
+
+    Parameters
+    ----------
+    adata
+        The cohort it was computed on.
+    gene
+        Gene id or unique gene name.
+    key
+        Its ``key_added``.
+    """
+    return _per_gene(adata, gene, key, "variant_effects")
+
+
+def motif_matches(adata: ad.AnnData, gene: str, *, key: str = "gl_motifs") -> pd.DataFrame:
+    """The motif table of one gene from :func:`genlm_sc.tl.motif_matches`.
+
+    Parameters
+    ----------
+    adata
+        The cohort it was computed on.
+    gene
+        Gene id or unique gene name.
+    key
+        Its ``key_added``.
+    """
+    return _per_gene(adata, gene, key, "motif_matches")
+
+
+def _diploid_features(
+    embeddings: np.ndarray, haplotype_index: np.ndarray, *, diploid: str
+) -> np.ndarray:
+    """Person-level features from per-haplotype embeddings.
+
+    ``haplotype_index`` is ``(people, 2)``; ``diploid="concat"`` places the two haplotypes
+    side by side (in stored ploidy order, as UKBioBERT does), ``"mean"`` averages them
+    (phase-invariant).
+    """
+    first, second = embeddings[haplotype_index[:, 0]], embeddings[haplotype_index[:, 1]]
+    if diploid == "concat":
+        return np.concatenate([first, second], axis=1)
+    if diploid == "mean":
+        return (first + second) / 2
+    raise ValueError(f"diploid must be 'concat' or 'mean', not {diploid!r}")

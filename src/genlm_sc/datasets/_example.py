@@ -64,7 +64,9 @@ def example_gene_panel(*, width: int = 4096) -> ad.AnnData:
     return gene_windows(paths.genes, fasta=paths.fasta, width=width)
 
 
-def example_cohort(*, width: int = 4096, unphased: str = "random", seed: int = 0) -> ad.AnnData:
+def example_cohort(
+    *, width: int = 4096, unphased: str = "random", random_state: int = 0
+) -> ad.AnnData:
     """The 503 example people × 30 genes, haplotypes in memory.
 
     Unphased heterozygous calls (a few in the data) get a random phase by default.
@@ -78,5 +80,5 @@ def example_cohort(*, width: int = 4096, unphased: str = "random", seed: int = 0
         genes=example_gene_panel(width=width),
         panel=paths.panel,
         unphased=unphased,
-        seed=seed,
+        random_state=random_state,
     )

@@ -11,10 +11,12 @@ import pandas as pd
 from ..store import open_haplotypes
 
 
-def _draw(value: float | tuple[float, float], rng: np.random.Generator, n: int, integer=False):
+def _draw(
+    value: float | tuple[float, float], generator: np.random.Generator, n: int, integer=False
+):
     if isinstance(value, tuple):
         lo, hi = value
-        return rng.integers(lo, hi + 1, n) if integer else rng.uniform(lo, hi, n)
+        return generator.integers(lo, hi + 1, n) if integer else generator.uniform(lo, hi, n)
     return np.full(n, value)
 
 
@@ -25,7 +27,7 @@ def simulate_expression(
     h2: float | tuple[float, float] = 0.3,
     min_maf: float = 0.05,
     causal: pd.DataFrame | None = None,
-    rng: int | np.random.Generator | None = 0,
+    random_state: int | np.random.Generator | None = 0,
     copy: bool = False,
 ) -> ad.AnnData | None:
     """Simulate each person's expression of each gene from planted causal variants.
@@ -51,7 +53,7 @@ def simulate_expression(
         DataFrame with columns ``gene`` (id) and ``variant_id``, and optionally
         ``effect`` (relative effects of the ALT allele before scaling to ``h2``; drawn
         when absent). Variants of other windows, or absent ones, raise a ``KeyError``.
-    rng
+    random_state
         Seed or generator.
     copy
         Return a modified copy instead of writing into ``adata``.
@@ -67,7 +69,7 @@ def simulate_expression(
     adata = adata.copy() if copy else adata
     if adata.X is not None:
         warnings.warn("simulate_expression replaces the existing X", stacklevel=2)
-    generator = np.random.default_rng(rng)
+    generator = np.random.default_rng(random_state)
     ds = open_haplotypes(adata)
     variant_gene = ds["variant_gene"].values
     store_gene = {g: i for i, g in enumerate(ds["gene"].values)}
@@ -129,7 +131,7 @@ def simulate_expression(
         "n_causal": str(n_causal),
         "h2": str(h2),
         "min_maf": float(min_maf),
-        "seed": rng if isinstance(rng, int) else "generator",
+        "random_state": random_state if isinstance(random_state, int) else "generator",
         "causal_variants": pd.DataFrame(rows),
         "model": "y = sum_k dosage_k * effect_k + noise; Var(genetic) = h2, Var(y) = 1",
     }

@@ -1,8 +1,8 @@
 """Files to arrays: FASTA, VCF/BCF, gene annotation, expression and eQTL tables, sample
 panels, labelled sequences.
 
-Readers return plain arrays and tables, except :func:`read_labelled_sequences`, which
-returns a sequence panel (AnnData).
+Readers return plain arrays and tables; they know nothing of AnnData (``gl.pp`` builds
+AnnData objects from them).
 """
 
 from .annotation import read_annotation

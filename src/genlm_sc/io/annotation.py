@@ -1,23 +1,16 @@
 """Read a gene annotation (GTF, GFF3, BED or TSV) into one table with one row per gene.
 
-Every reader returns the same layout (see :data:`ANNOTATION_COLUMNS`): 0-based, half-open
+Every reader returns the same layout (see :data:`ANNOTATIONCOLUMNS`): 0-based, half-open
 coordinates ``[start, end)`` on the contig, strand ``'+'`` or ``'-'`` and ``tss``, the 0-based
 coordinate of the first transcribed base (``start`` on ``'+'``, ``end - 1`` on ``'-'``).
 """
 
-from __future__ import annotations
-
-import contextlib
 import difflib
-import gzip
-import io
 import os
 import re
 import warnings
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from urllib.parse import unquote
 
 import numpy as np
 import pandas as pd
@@ -26,11 +19,21 @@ from .errors import InputFileError
 from .files import (
     as_int64,
     existing_file,
-    is_gzip,
     numbered_lines,
-    open_text,
     read_errors,
     row_record,
+)
+from .gene_records import (
+    COLUMN_ALIASES,
+    SHOWN,
+    WHERE,
+    is_int,
+    is_skippable,
+    read_bed,
+    read_gff,
+    read_tsv,
+    shown,
+    table_from_frame,
 )
 
 __all__ = ["ANNOTATION_COLUMNS", "read_annotation"]
@@ -47,12 +50,6 @@ ANNOTATION_COLUMNS = (
     "tss",
 )
 
-# A column holding, for each row, where it came from, for errors: a line number (int) or a
-# description such as "gene ENSG...".
-_WHERE = "_where"
-
-_GFF_GENE_FEATURES = {"gtf": ("gene",), "gff3": ("gene", "ncRNA_gene", "pseudogene")}
-
 _SUFFIX_FORMATS = {
     ".gtf": "gtf",
     ".gff3": "gff3",
@@ -61,20 +58,6 @@ _SUFFIX_FORMATS = {
     ".tsv": "tsv",
     ".txt": "tsv",
 }
-
-# Header names accepted for each output column (compared in lower case, without a leading '#').
-_COLUMN_ALIASES = {
-    "chrom": ("chrom", "chr", "chromosome", "seqname", "seqnames", "contig"),
-    "start": ("start", "start0", "chromstart"),
-    "end": ("end", "chromend"),
-    "strand": ("strand",),
-    "gene_id": ("gene_id", "geneid", "ensembl_gene_id", "id"),
-    "gene_name": ("gene_name", "genename", "gene_symbol", "symbol", "name"),
-    "gene_type": ("gene_type", "gene_biotype", "biotype", "type"),
-    "tss": ("tss", "tss0"),
-}
-_REQUIRED_COLUMNS = ("chrom", "start", "end", "strand", "gene_id")
-_SHOWN = 10  # how many offending ids an error message lists
 
 
 # --------------------------------------------------------------------------------------
@@ -145,7 +128,7 @@ def read_annotation(
     """
     if isinstance(source, pd.DataFrame):
         path = None
-        table = _table_from_frame(source)
+        table = table_from_frame(source)
     else:
         path = existing_file(source)
         table = _read_file(path)
@@ -168,10 +151,10 @@ def _read_file(path: Path) -> pd.DataFrame:
     with read_errors(path):
         fmt = _detect_format(path)
         if fmt in ("gtf", "gff3"):
-            return _read_gff(path, fmt)
+            return read_gff(path, fmt)
         if fmt == "bed":
-            return _read_bed(path)
-        return _read_tsv(path)
+            return read_bed(path)
+        return read_tsv(path)
 
 
 def _strip_compression(path: Path) -> list[str]:
@@ -207,19 +190,9 @@ def _head_lines(path: Path, count: int) -> list[str]:
     return lines
 
 
-def _is_int(text: str) -> bool:
-    return re.fullmatch(r"[+-]?\d+", text.strip()) is not None
-
-
-def _is_skippable(line: str) -> bool:
-    """Blank lines, ``##`` directives and UCSC ``track``/``browser`` lines."""
-    stripped = line.strip()
-    return not stripped or stripped.startswith(("##", "track", "browser"))
-
-
 def _looks_like_header(fields: list[str]) -> bool:
     first = fields[0].strip().lower().lstrip("#")
-    return len(fields) >= 3 and first in _COLUMN_ALIASES["chrom"] and not _is_int(fields[1])
+    return len(fields) >= 3 and first in COLUMN_ALIASES["chrom"] and not is_int(fields[1])
 
 
 def _sniff(head: list[str]) -> str:
@@ -227,18 +200,18 @@ def _sniff(head: list[str]) -> str:
     if any(line.startswith("##gff-version 3") for line in head):
         return "gff3"
     for line in head:
-        if _is_skippable(line):
+        if is_skippable(line):
             continue
         fields = line.split("\t")
         if _looks_like_header(fields):
             return "tsv"
         if line.startswith("#"):
             continue
-        if len(fields) >= 9 and _is_int(fields[3]) and _is_int(fields[4]):
+        if len(fields) >= 9 and is_int(fields[3]) and is_int(fields[4]):
             attributes = fields[8]
             gtf_like = re.search(r'\w+ "', attributes) or "=" not in attributes
             return "gtf" if gtf_like else "gff3"
-        if len(fields) >= 3 and _is_int(fields[1]) and _is_int(fields[2]):
+        if len(fields) >= 3 and is_int(fields[1]) and is_int(fields[2]):
             return "bed"
         return "tsv"
     return "tsv"
@@ -249,282 +222,9 @@ def _sniff(head: list[str]) -> str:
 # --------------------------------------------------------------------------------------
 
 
-def _read_gff(path: Path, flavour: str) -> pd.DataFrame:
-    """Read a GTF (``flavour="gtf"``) or GFF3 file with pyranges into the gene layout."""
-    raw = _pyranges_rows(path, flavour)
-    if raw.empty:
-        raise InputFileError(path, f"no {flavour.upper()} records")
-    rows = _gff_gene_fields(raw, flavour)
-    is_gene = raw["Feature"].astype(str).isin(_GFF_GENE_FEATURES[flavour])
-    if is_gene.any():
-        genes = rows[is_gene.to_numpy()].copy()
-        genes[_WHERE] = "gene " + genes["gene_id"].fillna("<no id>").astype(str)
-        if genes["gene_id"].isna().any():
-            first = genes[genes["gene_id"].isna()].iloc[0]
-            place = f"{first['chrom']}:{first['start'] + 1}-{first['end']}"
-            raise InputFileError(path, "a gene record has no gene id", record=place)
-        return genes.reset_index(drop=True)
-    return _genes_from_parts(rows, path, flavour)
-
-
-def _pyranges_rows(path: Path, flavour: str) -> pd.DataFrame:
-    """All records of a GTF/GFF3 file as pyranges reads them (0-based ``Start``)."""
-    import pyranges
-
-    compressed = path.name.lower().endswith(".gz")
-    if is_gzip(path) != compressed:
-        state = "is" if is_gzip(path) else "is not"
-        raise InputFileError(
-            path, f"the file {state} gzip-compressed; its name should end in '.gz' only if it is"
-        )
-    reader = pyranges.read_gtf if flavour == "gtf" else pyranges.read_gff3
-    try:
-        # pyranges prints a note to stdout before re-raising some parse errors.
-        with contextlib.redirect_stdout(io.StringIO()):
-            raw = reader(os.fspath(path), as_df=True)
-    except (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError, InputFileError):
-        raise
-    except Exception as err:  # pyranges raises bare Exception, ValueError, TypeError, ...
-        raise _malformed_gff_error(path, flavour, err) from err
-    if not all(pd.api.types.is_integer_dtype(raw[column]) for column in ("Start", "End")):
-        raise _malformed_gff_error(path, flavour, ValueError("non-integer coordinates"))
-    return raw
-
-
-def _malformed_gff_error(path: Path, flavour: str, err: Exception) -> InputFileError:
-    """Find the first bad line of a GTF/GFF3 that pyranges could not read."""
-    found = _first_bad_gff_line(path, flavour)
-    if found is None:
-        return InputFileError(
-            path, f"cannot be read as {flavour.upper()} ({type(err).__name__}: {err})"
-        )
-    number, problem = found
-    return InputFileError(path, problem, record=None if number is None else f"line {number}")
-
-
-def _first_bad_gff_line(path: Path, flavour: str) -> tuple[int | None, str] | None:
-    in_records = False
-    for number, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        if line.startswith("#"):
-            if in_records and flavour == "gtf":
-                return number, "a comment line after the first record (pyranges cannot read it)"
-            continue
-        in_records = True
-        problem = _gff_line_problem(line, flavour)
-        if problem is not None:
-            return number, problem
-    if not in_records:
-        return None, f"no {flavour.upper()} records, only comments"
-    return None
-
-
-def _gff_line_problem(line: str, flavour: str) -> str | None:
-    """What is wrong with one GTF/GFF3 record line, or None."""
-    fields = line.split("\t")
-    if len(fields) != 9:
-        return f"expected 9 tab-separated fields, found {len(fields)}"
-    start, end = fields[3], fields[4]
-    if not (_is_int(start) and _is_int(end)):
-        return f"start {start!r} and end {end!r} must be whole numbers"
-    attributes = fields[8].rstrip("; ")
-    if flavour == "gtf":
-        bad = [item for item in attributes.split("; ") if len(item.split(None, 1)) != 2]
-        form = 'key "value"'
-    else:
-        bad = [item for item in attributes.split(";") if item.count("=") != 1]
-        form = "key=value"
-    if bad:
-        return f"attribute {bad[0]!r} is not of the form {form}"
-    return None
-
-
-def _attribute(raw: pd.DataFrame, names: Iterable[str]) -> pd.Series:
-    """The first present attribute among ``names``, row by row (NaN where none is)."""
-    out = pd.Series(np.nan, index=raw.index, dtype=object)
-    for name in names:
-        if name in raw.columns:
-            out = out.where(out.notna(), raw[name])
-    return out
-
-
-def _gff_gene_fields(raw: pd.DataFrame, flavour: str) -> pd.DataFrame:
-    """Gene id, name, type and coordinates of every record (before choosing gene rows)."""
-    gene_id = _attribute(raw, ["gene_id"])
-    if flavour == "gff3":
-        is_gene = raw["Feature"].astype(str).isin(_GFF_GENE_FEATURES["gff3"])
-        if "ID" in raw.columns:
-            from_id = raw["ID"].where(is_gene).str.replace(r"^gene:", "", regex=True)
-            gene_id = gene_id.where(gene_id.notna(), from_id)
-    name = _attribute(raw, ["gene_name", "Name"])
-    gene_type = _attribute(raw, ["gene_type", "gene_biotype", "biotype"])
-    rows = pd.DataFrame(
-        {
-            "gene_id": gene_id,
-            "gene_name": name,
-            "gene_type": gene_type,
-            "chrom": raw["Chromosome"].astype(str),
-            "start": raw["Start"],
-            "end": raw["End"],
-            "strand": raw["Strand"].astype(str),
-        }
-    )
-    if flavour == "gff3":
-        for column in ("gene_id", "gene_name", "gene_type"):
-            rows[column] = rows[column].map(unquote, na_action="ignore")
-    return rows
-
-
-def _genes_from_parts(rows: pd.DataFrame, path: Path, flavour: str) -> pd.DataFrame:
-    """Build genes from transcript/exon rows: per gene id, smallest start and largest end."""
-    rows = rows[rows["gene_id"].notna()]
-    if rows.empty:
-        raise InputFileError(
-            path, f"no gene records and no gene_id attributes: not a gene {flavour.upper()}"
-        )
-    genes = rows.groupby("gene_id", sort=False).agg(
-        gene_name=("gene_name", "first"),
-        gene_type=("gene_type", "first"),
-        chrom=("chrom", "first"),
-        start=("start", "min"),
-        end=("end", "max"),
-        strand=("strand", "first"),
-        n_chrom=("chrom", "nunique"),
-        n_strand=("strand", "nunique"),
-    )
-    mixed = genes.index[(genes["n_chrom"] > 1) | (genes["n_strand"] > 1)]
-    if len(mixed):
-        raise InputFileError(
-            path,
-            "records of one gene lie on several contigs or strands: " + _shown(mixed),
-            record=f"gene {mixed[0]}",
-        )
-    genes = genes.drop(columns=["n_chrom", "n_strand"]).reset_index()
-    genes[_WHERE] = "gene " + genes["gene_id"].astype(str)
-    return genes
-
-
 # --------------------------------------------------------------------------------------
 # BED and TSV
 # --------------------------------------------------------------------------------------
-
-
-def _records(path: Path) -> tuple[list[int], list[list[str]]]:
-    """Line numbers and tab-split fields of the records (skipping blank, ``#``, ``track`` and
-    ``browser`` lines)."""
-    numbers: list[int] = []
-    rows: list[list[str]] = []
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.startswith(("#", "track", "browser")) or not line.strip():
-                continue
-            numbers.append(number)
-            rows.append(line.rstrip("\r\n").split("\t"))
-    return numbers, rows
-
-
-def _read_bed(path: Path) -> pd.DataFrame:
-    """Read a headerless BED: GTEx-style (strand 4th) or BED6 (strand 6th)."""
-    numbers, rows = _records(path)
-    if not rows:
-        raise InputFileError(path, "no BED records")
-    strand_fourth = len(rows[0]) >= 4 and rows[0][3].strip() in ("+", "-", ".")
-    needed = 5 if strand_fourth else 6
-    for number, fields in zip(numbers, rows, strict=True):
-        if len(fields) < needed:
-            raise InputFileError(path, _bed_shape_problem(len(fields)), record=f"line {number}")
-    if strand_fourth:
-        columns = {"chrom": 0, "start": 1, "end": 2, "strand": 3, "gene_id": 4}
-        columns |= {"gene_name": 5, "gene_type": 6}
-    else:
-        columns = {"chrom": 0, "start": 1, "end": 2, "gene_id": 3, "strand": 5}
-    fields = pd.DataFrame(rows)  # ragged rows are padded with None
-    table = pd.DataFrame({name: fields[i] for name, i in columns.items() if i < fields.shape[1]})
-    table[_WHERE] = numbers
-    return table
-
-
-def _bed_shape_problem(n_fields: int) -> str:
-    return (
-        f"only {n_fields} tab-separated fields; a gene BED needs either "
-        "chrom, start, end, strand, gene_id[, gene_name, gene_type] or BED6 "
-        "chrom, start, end, name, score, strand"
-    )
-
-
-def _read_tsv(path: Path) -> pd.DataFrame:
-    """Read a tab-separated table whose header names the columns."""
-    lines = ((n, line) for n, line in numbered_lines(path) if not _is_skippable(line))
-    first = next(lines, None)
-    if first is None:
-        raise InputFileError(path, "the file is empty")
-    header = first[1].split("\t")
-    positions = _map_columns(header, path)
-    numbers: list[int] = []
-    rows: list[list[str]] = []
-    for number, line in lines:
-        if line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if len(fields) != len(header):
-            raise InputFileError(
-                path,
-                f"{len(fields)} tab-separated fields where the header has {len(header)}",
-                record=f"line {number}",
-            )
-        numbers.append(number)
-        rows.append(fields)
-    if not rows:
-        raise InputFileError(path, "a header but no records")
-    table = pd.DataFrame({name: [fields[i] for fields in rows] for name, i in positions.items()})
-    table[_WHERE] = numbers
-    return table
-
-
-def _canonical_name(name: str) -> str | None:
-    key = str(name).strip().lower().lstrip("#")
-    for canonical, aliases in _COLUMN_ALIASES.items():
-        if key in aliases:
-            return canonical
-    return None
-
-
-def _map_columns(header: list[str], path: Path | None) -> dict[str, int]:
-    """Map output column names to positions in ``header``, refusing missing or doubled ones."""
-    positions: dict[str, int] = {}
-    for i, name in enumerate(header):
-        canonical = _canonical_name(name)
-        if canonical is None:
-            continue
-        if canonical in positions:
-            other = header[positions[canonical]]
-            raise InputFileError(
-                path, f"columns {other!r} and {name!r} both give {canonical!r}", record="header"
-            )
-        positions[canonical] = i
-    missing = [name for name in _REQUIRED_COLUMNS if name not in positions]
-    if missing:
-        raise InputFileError(
-            path,
-            f"no column for {', '.join(missing)} (columns: {', '.join(map(str, header))}); "
-            f"accepted names: "
-            + "; ".join(f"{name}: {'/'.join(_COLUMN_ALIASES[name])}" for name in missing),
-            record="header",
-        )
-    return positions
-
-
-def _table_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Take a DataFrame in (or close to) the output layout as the gene table to validate."""
-    if "gene_id" not in frame.columns and frame.index.name == "gene_id":
-        frame = frame.reset_index()
-    positions = _map_columns([str(column) for column in frame.columns], None)
-    table = pd.DataFrame(
-        {name: frame.iloc[:, i].to_numpy() for name, i in positions.items()},
-    )
-    table[_WHERE] = "gene " + table["gene_id"].astype(str)
-    return table
 
 
 # --------------------------------------------------------------------------------------
@@ -535,7 +235,7 @@ def _table_from_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def _finish(table: pd.DataFrame, path: Path | None) -> pd.DataFrame:
     """Validate a raw gene table and return it in the output layout."""
     table = _drop_pseudoautosomal_copies(table, path)
-    where = table[_WHERE].reset_index(drop=True)
+    where = table[WHERE].reset_index(drop=True)
     table = table.reset_index(drop=True)
     gene_id = _text_column(table, "gene_id", where, path, required=True)
     chrom = _text_column(table, "chrom", where, path, required=True)
@@ -639,7 +339,7 @@ def _check_unique(gene_id: pd.Series, where: pd.Series, path: Path | None) -> No
     places = [row_record(where, row) for row in np.flatnonzero((gene_id == ids[0]).to_numpy())]
     raise InputFileError(
         path,
-        f"{len(ids)} duplicate gene id(s): {_shown(ids)} ({ids[0]} at {', '.join(places)}); "
+        f"{len(ids)} duplicate gene id(s): {shown(ids)} ({ids[0]} at {', '.join(places)}); "
         "gene ids must be unique (pseudo-autosomal genes on chrX and chrY are a common cause)",
         record=places[-1],
     )
@@ -661,12 +361,6 @@ def _check_tss(given: pd.Series, expected: pd.Series, where: pd.Series, path: Pa
         f"{int(wrong.sum())} row(s) disagree{hint}",
         record=row_record(where, row),
     )
-
-
-def _shown(ids: Iterable[str]) -> str:
-    ids = [str(i) for i in ids]
-    more = f" ... ({len(ids)} in all)" if len(ids) > _SHOWN else ""
-    return ", ".join(ids[:_SHOWN]) + more
 
 
 # --------------------------------------------------------------------------------------
@@ -720,7 +414,7 @@ def _select_genes(
         elif len(matches) > 1:
             raise InputFileError(
                 path,
-                f"{query!r} matches {len(matches)} genes: {_shown(ids.iloc[matches])}; "
+                f"{query!r} matches {len(matches)} genes: {shown(ids.iloc[matches])}; "
                 "give a gene id",
                 record=f"gene {query}",
             )
@@ -756,13 +450,13 @@ def _unknown_message(unknown: list[str], table: pd.DataFrame, everything: pd.Dat
     known |= set(_positions_by_bare_id(everything["gene_id"], set(map(_strip_version, unknown))))
     names = set(table["gene_name"])
     parts = []
-    for query in unknown[:_SHOWN]:
+    for query in unknown[:SHOWN]:
         if query in known or _strip_version(query) in known:
             parts.append(f"{query!r} (excluded by gene_types)")
             continue
         close = difflib.get_close_matches(query, _candidates(query, names), n=1, cutoff=0.8)
         parts.append(f"{query!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-    more = f" ... ({len(unknown)} in all)" if len(unknown) > _SHOWN else ""
+    more = f" ... ({len(unknown)} in all)" if len(unknown) > SHOWN else ""
     return f"unknown gene(s): {', '.join(parts)}{more}"
 
 

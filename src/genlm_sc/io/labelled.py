@@ -1,19 +1,15 @@
-"""Labelled sequences (``sequence,label`` tables, GUE task folders) as a sequence panel."""
+"""Labelled sequences: ``sequence,label`` tables and GUE task folders."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from .errors import InputFileError
 from .files import existing_file, is_gzip
-
-if TYPE_CHECKING:
-    import anndata as ad
 
 __all__ = ["read_labelled_sequences"]
 
@@ -29,8 +25,9 @@ def read_labelled_sequences(
     sequence_column: str = "sequence",
     label_column: str = "label",
     split_key: str = "split",
-) -> ad.AnnData:
-    """Read labelled sequences into a sequence panel.
+) -> pd.DataFrame:
+    """Read labelled sequences into a table (make it a panel with
+    :func:`genlm_sc.pp.sequence_panel`).
 
     Parameters
     ----------
@@ -42,22 +39,23 @@ def read_labelled_sequences(
     splits
         For a folder: the splits to read; each must be there.
     sequence_column, label_column
-        Column names in the files; they become ``obs["sequence"]`` and ``obs["label"]``.
+        Column names in the files; they become the columns ``sequence`` and ``label``.
     split_key
-        For a folder: the ``obs`` column that names each row's split (categorical, in the
-        order of ``splits``).
+        For a folder: the column that names each row's split (categorical, in the order of
+        ``splits``).
 
     Returns
     -------
-    A panel as :func:`genlm_sc.pp.sequence_panel` builds it (so :func:`genlm_sc.tl.embed`,
-    :func:`genlm_sc.tl.kmer_profile` and :func:`genlm_sc.tl.fit_classifier` take it): one
-    observation per sequence, named ``<split>_<row>`` for a folder and ``<row>`` for a
-    file (rows numbered from 0 in file order), with ``obs["sequence"]`` (upper case,
-    non-ACGT letters as ``N``), ``obs["length"]``, ``obs["label"]`` as read (integers stay
-    integers) and, for a folder, ``obs[split_key]``. ``uns["gl"]["source"]`` is the path.
-    """
-    from ..pp.sequence_panel import sequence_panel
+    One row per sequence, indexed ``<split>_<row>`` for a folder and ``<row>`` for a file
+    (rows numbered from 0 in file order), with the columns ``sequence`` (as read),
+    ``label`` (as read: integers stay integers), any further columns of the files and, for
+    a folder, ``split_key``. ``attrs["source"]`` is the path.
+    :func:`genlm_sc.pp.sequence_panel` turns it into a panel that
+    :func:`genlm_sc.tl.embed`, :func:`genlm_sc.tl.kmer_profile` and
+    :func:`genlm_sc.tl.fit_classifier` take::
 
+        panel = gl.pp.sequence_panel(gl.io.read_labelled_sequences("gue/prom_300_tata"))
+    """
     path = Path(path)
     if path.is_dir():
         if not splits:
@@ -73,7 +71,8 @@ def read_labelled_sequences(
     else:
         table = _read_table(existing_file(path), sequence_column, label_column)
         table.index = table.index.astype(str)
-    return sequence_panel(table, name=os.fspath(path))
+    table.attrs["source"] = os.fspath(path)
+    return table
 
 
 def _split_file(folder: Path, split: str) -> Path:

@@ -1,4 +1,5 @@
-"""DNA language models: tokenizers, the default architecture, pretraining corpora.
+"""Everything saved with a model: tokenizers, the default architecture, the fine-tuned heads
+and their adapters, the chunking that cuts long sequences into the model's context.
 
 Importing this module registers :class:`~genlm_sc.models.tokenization.KmerTokenizerFast` with
 ``transformers.AutoTokenizer``, so saved k-mer tokenizers load back with
@@ -6,9 +7,11 @@ Importing this module registers :class:`~genlm_sc.models.tokenization.KmerTokeni
 model type makes ``AutoTokenizer`` ignore the saved tokenizer class.
 """
 
+from .adapters import LORA_TARGETS, adapt_encoder, add_lora, merge_adapters, prune_layers
+from .chunking import Chunker, context_length
 from .conv_lm import GenlmConvConfig, GenlmConvForMaskedLM, GenlmConvModel
-from .corpus import CropDataset, PretrainingCorpus, parse_region
 from .encoder import SequenceEncoder, load_encoder
+from .heads import HaplotypeRegressor, PooledSequenceModel, SequenceClassifier, StandardisedHead
 from .masking import DnaMaskingCollator
 from .record import pretraining_record
 from .tokenization import (
@@ -21,20 +24,28 @@ from .tokenization import (
 )
 
 __all__ = [
-    "CropDataset",
+    "LORA_TARGETS",
+    "Chunker",
     "DnaMaskingCollator",
     "GenlmConvConfig",
     "GenlmConvForMaskedLM",
     "GenlmConvModel",
+    "HaplotypeRegressor",
     "KmerTokenizerFast",
-    "PretrainingCorpus",
+    "PooledSequenceModel",
+    "SequenceClassifier",
     "SequenceEncoder",
+    "StandardisedHead",
+    "adapt_encoder",
+    "add_lora",
     "build_tokenizer",
+    "context_length",
     "load_encoder",
     "load_tokenizer",
     "mask_span",
-    "parse_region",
+    "merge_adapters",
     "pretraining_record",
+    "prune_layers",
     "token_base_spans",
     "tokenizer_info",
 ]

@@ -6,9 +6,8 @@ batched together (little padding), the forward passes run under
 :func:`torch.inference_mode` in the chosen precision, and token states are pooled.
 
 Chunking and pooling
-    A sequence is tokenized whole (no special tokens), its tokens are split into runs of
-    at most ``max_length - 2`` (room for ``[CLS]``/``[SEP]`` where the tokenizer has them),
-    and every run is encoded on its own. ``pooling="mean"`` averages the hidden states of
+    A sequence is cut into chunks of whole tokens by :class:`~genlm_sc.models.chunking.Chunker`
+    and every chunk is encoded on its own. ``pooling="mean"`` averages the hidden states of
     all sequence tokens of all chunks (special and padding tokens excluded), so a long
     window gets the same kind of vector as a short one; ``pooling="cls"`` averages the
     chunks' first-token states, weighted by their numbers of tokens.
@@ -23,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._devices import resolve_device, resolve_precision
+from .chunking import Chunker, context_length
 
 __all__ = ["SequenceEncoder", "load_encoder"]
 
@@ -66,11 +66,9 @@ class SequenceEncoder:
         self.tokenizer = tokenizer
         base = getattr(model, "base_model", model)
         self.model = base.eval().to(self.device)
-        self.max_length = max_length or _context_length(model, tokenizer)
+        self.max_length = max_length or context_length(model, tokenizer)
         self.source = source
-        self._cls = tokenizer.cls_token_id
-        self._sep = tokenizer.sep_token_id
-        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.chunker = Chunker(tokenizer, max_length=self.max_length, device=self.device)
 
     @property
     def hidden_size(self) -> int:
@@ -94,14 +92,7 @@ class SequenceEncoder:
 
     def chunk_ids(self, sequence: str) -> list[list[int]]:
         """Token ids of each chunk of a sequence, special tokens added."""
-        ids = self.tokenizer(sequence, add_special_tokens=False, verbose=False)["input_ids"]
-        room = self.max_length - (self._cls is not None) - (self._sep is not None)
-        if room <= 0:
-            raise ValueError(f"max_length {self.max_length} leaves no room for sequence tokens")
-        chunks = [ids[i : i + room] for i in range(0, max(len(ids), 1), room)]
-        head = [self._cls] if self._cls is not None else []
-        tail = [self._sep] if self._sep is not None else []
-        return [head + chunk + tail for chunk in chunks]
+        return self.chunker.chunk_ids(sequence)
 
     def embed(
         self,
@@ -118,7 +109,7 @@ class SequenceEncoder:
 
         if pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
-        if pooling == "cls" and self._cls is None:
+        if pooling == "cls" and self.chunker.cls_id is None:
             raise ValueError("pooling='cls' needs a tokenizer with a [CLS] token")
         owner, chunks = [], []
         for i, sequence in enumerate(sequences):
@@ -133,7 +124,7 @@ class SequenceEncoder:
         with torch.inference_mode(), self._autocast():
             for start in tqdm(batches, disable=not progress, desc="embedding", unit="batch"):
                 picked = order[start : start + batch_size]
-                ids, mask, keep = self._batch([chunks[j] for j in picked])
+                ids, mask, keep = self.chunker.pad([chunks[j] for j in picked])
                 out = self.model(
                     input_ids=ids, attention_mask=mask, output_hidden_states=layer != -1
                 )
@@ -149,24 +140,6 @@ class SequenceEncoder:
                 np.add.at(weights, owner_array[picked], counts.cpu().double().numpy())
         return (sums / np.maximum(weights, 1)[:, None]).astype(np.float32)
 
-    def _batch(self, chunks: list[list[int]]):
-        import torch
-
-        width = max(len(c) for c in chunks)
-        ids = np.full((len(chunks), width), self._pad, dtype=np.int64)
-        mask = np.zeros((len(chunks), width), dtype=np.int64)
-        for row, chunk in enumerate(chunks):
-            ids[row, : len(chunk)] = chunk
-            mask[row, : len(chunk)] = 1
-        keep = mask.astype(bool)
-        if self._cls is not None:
-            keep[:, 0] = False
-        if self._sep is not None:
-            lengths = mask.sum(1)
-            keep[np.arange(len(chunks)), lengths - 1] = False
-        as_tensor = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        return as_tensor(ids), as_tensor(mask), as_tensor(keep.astype(np.float32))
-
     def _autocast(self):
         import contextlib
 
@@ -176,16 +149,6 @@ class SequenceEncoder:
             dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             return torch.autocast(device_type=self.device.split(":")[0], dtype=dtype)
         return contextlib.nullcontext()
-
-
-def _context_length(model: Any, tokenizer: Any) -> int:
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if positions:
-        # ESM/RoBERTa-style models reserve position ids for padding
-        offset = 2 if getattr(model.config, "model_type", "") in ("roberta", "esm") else 0
-        return int(positions) - offset
-    length = getattr(tokenizer, "model_max_length", None) or 512
-    return int(min(length, 4096))
 
 
 def load_encoder(

@@ -32,8 +32,8 @@ class DnaMaskingCollator:
         Tokens per example (longer crops are truncated).
     mlm_probability, variant_mlm_probability
         Masking rates; ``None`` for the variant rate means no special treatment.
-    seed
-        With ``deterministic=True`` the masks of a batch depend only on ``seed`` and the
+    random_state
+        With ``deterministic=True`` the masks of a batch depend only on ``random_state`` and the
         batch's sequences (evaluation sets); otherwise a running generator is used.
     only_variants
         Score only tokens covering a variant (evaluation of the variant-position metrics).
@@ -46,7 +46,7 @@ class DnaMaskingCollator:
         max_length: int,
         mlm_probability: float = 0.15,
         variant_mlm_probability: float | None = None,
-        seed: int = 0,
+        random_state: int = 0,
         deterministic: bool = False,
         only_variants: bool = False,
     ):
@@ -55,10 +55,10 @@ class DnaMaskingCollator:
         self.mlm_probability = mlm_probability
         self.variant_mlm_probability = variant_mlm_probability
         self.span = mask_span(tokenizer)
-        self.seed = seed
+        self.random_state = random_state
         self.deterministic = deterministic
         self.only_variants = only_variants
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(random_state)
         specials = set(tokenizer.all_special_ids)
         self._ordinary = np.array([i for i in range(len(tokenizer)) if i not in specials])
 
@@ -76,21 +76,21 @@ class DnaMaskingCollator:
         ids = encoded["input_ids"].astype(np.int64)
         special = encoded["special_tokens_mask"].astype(bool)
         variant = self._variant_tokens(examples, encoded["offset_mapping"], special)
-        rng = self._batch_rng(sequences)
+        generator = self._batch_rng(sequences)
         if self.only_variants:
             picked = variant & ~special
         else:
             rate = np.full(ids.shape, self.mlm_probability)
             if self.variant_mlm_probability is not None:
                 rate[variant] = self.variant_mlm_probability
-            starts = (rng.random(ids.shape) < rate / self.span) & ~special
+            starts = (generator.random(ids.shape) < rate / self.span) & ~special
             picked = _spread(starts, self.span) & ~special
         labels = np.where(picked, ids, -100)
-        roll = rng.random(ids.shape)
+        roll = generator.random(ids.shape)
         masked_ids = ids.copy()
         masked_ids[picked & (roll < 0.8)] = self.tokenizer.mask_token_id
         swap = picked & (roll >= 0.8) & (roll < 0.9)
-        masked_ids[swap] = rng.choice(self._ordinary, int(swap.sum()))
+        masked_ids[swap] = generator.choice(self._ordinary, int(swap.sum()))
         return {
             "input_ids": torch.from_numpy(masked_ids),
             "attention_mask": torch.from_numpy(encoded["attention_mask"].astype(np.int64)),
@@ -101,7 +101,7 @@ class DnaMaskingCollator:
         if not self.deterministic:
             return self._rng
         digest = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
-        return np.random.default_rng([self.seed, len(digest), int(digest.sum()) % (2**31)])
+        return np.random.default_rng([self.random_state, len(digest), int(digest.sum()) % (2**31)])
 
     @staticmethod
     def _variant_tokens(

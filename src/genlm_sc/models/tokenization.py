@@ -42,6 +42,8 @@ from tokenizers.trainers import BpeTrainer
 from transformers import AutoTokenizer, BatchEncoding, PreTrainedTokenizerFast
 from transformers.models.auto import tokenization_auto
 
+from .._dna import BASES
+
 __all__ = [
     "KINDS",
     "SPECIAL_TOKENS",
@@ -62,7 +64,6 @@ BPE_PIECE_LENGTH = 1_000
 #: Largest k accepted for the k-mer kinds (the vocabulary grows as ``4**k``).
 MAX_K = 10
 
-_BASES = "ACGT"
 _KIND_KEY = "genlm_kind"
 _K_KEY = "genlm_k"
 _NOT_BASE = re.compile(r"[^ACGTacgt]")
@@ -103,7 +104,7 @@ def _kmers(text: str, k: int) -> list[str]:
 
 def _all_kmers(k: int) -> list[str]:
     """All ``4**k`` ACGT k-mers in lexicographic order."""
-    return ["".join(letters) for letters in itertools.product(_BASES, repeat=k)]
+    return ["".join(letters) for letters in itertools.product(BASES, repeat=k)]
 
 
 # --------------------------------------------------------------------------- backends
@@ -112,7 +113,7 @@ def _all_kmers(k: int) -> list[str]:
 def _normalizer(*, keep_whitespace: bool = False) -> normalizers.Normalizer:
     """Rust normaliser equivalent to :func:`_normalize` (whitespace optionally kept)."""
     other = r"[^ACGT\s]" if keep_whitespace else r"[^ACGT]"
-    steps = [normalizers.Replace(base.lower(), base) for base in _BASES]
+    steps = [normalizers.Replace(base.lower(), base) for base in BASES]
     return normalizers.Sequence([*steps, normalizers.Replace(Regex(other), "N")])
 
 
@@ -141,7 +142,7 @@ def _word_level(tokens: list[str]) -> Tokenizer:
 
 
 def _char_backend() -> Tokenizer:
-    backend = _word_level([*_BASES, "N"])
+    backend = _word_level([*BASES, "N"])
     backend.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     backend.decoder = decoders.Fuse()
     return _finish(backend, normalizer=_normalizer())
@@ -156,7 +157,7 @@ def _kmer_backend(k: int) -> Tokenizer:
 
 
 def _nt_kmer_backend(k: int) -> Tokenizer:
-    backend = _word_level([*_all_kmers(k), *_BASES, "N"])
+    backend = _word_level([*_all_kmers(k), *BASES, "N"])
     pattern = Regex(f"[ACGT]{{{k}}}|.")
     backend.pre_tokenizer = pre_tokenizers.Split(pattern, behavior="isolated")
     backend.decoder = decoders.Fuse()
@@ -179,8 +180,8 @@ def _bpe_backend(corpus: Iterable[Any], vocab_size: int) -> Tokenizer:
         vocab_size=vocab_size,
         min_frequency=2,
         special_tokens=list(SPECIAL_TOKENS),
-        initial_alphabet=[*_BASES, "N"],
-        limit_alphabet=len(_BASES) + 1,
+        initial_alphabet=[*BASES, "N"],
+        limit_alphabet=len(BASES) + 1,
         show_progress=False,
     )
     backend.train_from_iterator(_corpus_pieces(corpus, BPE_PIECE_LENGTH), trainer=trainer)
@@ -366,7 +367,7 @@ def build_tokenizer(
     else:
         if corpus is None:
             raise ValueError('kind="bpe" needs a corpus of sequences to train on')
-        if int(vocab_size) < len(SPECIAL_TOKENS) + len(_BASES) + 1:
+        if int(vocab_size) < len(SPECIAL_TOKENS) + len(BASES) + 1:
             raise ValueError(f"vocab_size must be at least 10, got {vocab_size!r}")
         backend = _bpe_backend(corpus, int(vocab_size))
         stored_k = None

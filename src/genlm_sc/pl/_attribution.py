@@ -10,19 +10,20 @@ import pandas as pd
 import xarray as xr
 from matplotlib.axes import Axes
 
+from .._dna import BASES
+from ..get import gene_index, haplotype_store, is_cohort
+
 __all__ = ["attribution", "ism", "variant_effects"]
 
-BASES = "ACGT"
 
-
-def _dataset(data: ad.AnnData | xr.Dataset, gene: str | None, key: str) -> xr.Dataset:
-    if isinstance(data, xr.Dataset):
-        return data
+def _dataset(adata: ad.AnnData | xr.Dataset, gene: str | None, key: str) -> xr.Dataset:
+    if isinstance(adata, xr.Dataset):
+        return adata
     if gene is None:
         raise ValueError("give gene= with an AnnData")
     from ..get import attribution as stored
 
-    return stored(data, gene, key=key)
+    return stored(adata, gene, key=key)
 
 
 def _around(ds: xr.Dataset, center: int | None, flank: int) -> xr.Dataset:
@@ -55,7 +56,7 @@ def base_importance(ds: xr.Dataset, sequence: str = "reference") -> np.ndarray:
 
 
 def attribution(
-    data: ad.AnnData | xr.Dataset,
+    adata: ad.AnnData | xr.Dataset,
     *,
     gene: str | None = None,
     key: str = "gl_ism_expression",
@@ -69,7 +70,7 @@ def attribution(
 
     Parameters
     ----------
-    data
+    adata
         A cohort or panel after :func:`genlm_sc.tl.attribute` (with ``gene`` and ``key``),
         or the Dataset it returned.
     gene, key
@@ -81,7 +82,7 @@ def attribution(
     flank
         Bases shown on each side.
     variants
-        Mark the cohort's variants in view (vertical line and ID) when ``data`` is a
+        Mark the cohort's variants in view (vertical line and ID) when ``adata`` is a
         cohort.
     ax
         Axes to draw into.
@@ -95,7 +96,7 @@ def attribution(
     """
     import logomaker
 
-    ds = _around(_dataset(data, gene, key), center, flank)
+    ds = _around(_dataset(adata, gene, key), center, flank)
     heights = base_importance(ds, sequence)
     observed = ds["observed"].sel(sequence=sequence).values
     matrix = np.zeros((len(heights), 4))
@@ -115,17 +116,15 @@ def attribution(
     ax.set_ylabel(f"{what}\n({ds.attrs.get('target', '')})")
     ax.set_xlabel(f"position on {ds.attrs.get('chrom', '')} (0-based, gene orientation)")
     title = f"{_gene_label(ds)} · {sequence}"
-    if variants and isinstance(data, ad.AnnData) and data.uns.get("gl", {}).get("store"):
-        _mark_variants(ax, data, ds)
+    if variants and isinstance(adata, ad.AnnData) and is_cohort(adata):
+        _mark_variants(ax, adata, ds)
     ax.set_title(title)
     return ax
 
 
 def _mark_variants(ax: Axes, cohort: ad.AnnData, ds: xr.Dataset) -> None:
-    from ..get import _gene_slice, haplotype_store
-
     store = haplotype_store(cohort)
-    g, _, _ = _gene_slice(store, ds.attrs["gene"], cohort)
+    g, _, _ = gene_index(cohort, ds.attrs["gene"])
     rows = np.flatnonzero(store["variant_gene"].values == g)
     column = {int(p): j for j, p in enumerate(ds["position"].values)}
     top = ax.get_ylim()[1]
@@ -139,7 +138,7 @@ def _mark_variants(ax: Axes, cohort: ad.AnnData, ds: xr.Dataset) -> None:
 
 
 def ism(
-    data: ad.AnnData | xr.Dataset,
+    adata: ad.AnnData | xr.Dataset,
     *,
     gene: str | None = None,
     key: str = "gl_ism_expression",
@@ -154,7 +153,7 @@ def ism(
     (gene orientation), columns the positions, a diverging colour scale centred on 0; the
     sequence's own base (change 0) is outlined.
     """
-    ds = _around(_dataset(data, gene, key), center, flank)
+    ds = _around(_dataset(adata, gene, key), center, flank)
     values = ds["attribution"].sel(sequence=sequence).values.T.astype(np.float64)
     limit = np.nanmax(np.abs(values)) if np.isfinite(values).any() else 1.0
     if ax is None:
@@ -177,7 +176,7 @@ def ism(
 
 
 def variant_effects(
-    data: ad.AnnData | pd.DataFrame,
+    adata: ad.AnnData | pd.DataFrame,
     *,
     gene: str | None = None,
     x: str = "delta_expression",
@@ -190,7 +189,7 @@ def variant_effects(
 
     Parameters
     ----------
-    data
+    adata
         A cohort after :func:`genlm_sc.tl.variant_effects` (with ``gene``), or its table.
     x, y
         Columns to plot (e.g. ``"delta_expression"`` against ``"eqtl_slope"``, or a
@@ -207,13 +206,13 @@ def variant_effects(
     The Axes: one point per variant allele with both values, sign-agreeing points in blue
     and the others in orange, axes through 0, the share with the same sign in the title.
     """
-    if isinstance(data, pd.DataFrame):
-        table = data
+    if isinstance(adata, pd.DataFrame):
+        table = adata
     else:
-        store = data.uns.get(key, {})
+        store = adata.uns.get(key, {})
         found = [g for g in store if g == gene or g.split(".")[0] == str(gene).split(".")[0]]
-        if not found and gene is not None and "gene_name" in data.var.columns:
-            ids = data.var_names[data.var["gene_name"].astype(str) == gene]
+        if not found and gene is not None and "gene_name" in adata.var.columns:
+            ids = adata.var_names[adata.var["gene_name"].astype(str) == gene]
             found = [g for g in store if g in set(ids)]
         if not found:
             raise KeyError(f"no variant effects for {gene!r}; run gl.tl.variant_effects")

@@ -12,7 +12,7 @@ import pandas as pd
 import scanpy as sc
 from matplotlib.axes import Axes
 
-from ..tl._cluster import NULL_NAME
+from ..tl.language_model.clustering import NULL_NAME
 
 __all__ = ["cluster_agreement", "embedding"]
 

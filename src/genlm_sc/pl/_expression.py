@@ -11,8 +11,8 @@ import pandas as pd
 from matplotlib.axes import Axes
 from scipy import sparse
 
-from ..tl._attribution import gene_name
-from ..tl._expression import UNS_KEY
+from ..get import gene_id, gene_name
+from ..tl.expression.cross_validation import UNS_KEY
 
 __all__ = ["gene_performance", "prediction"]
 
@@ -41,8 +41,8 @@ def prediction(adata: ad.AnnData, *, gene: str, method: str, ax: Axes | None = N
     layer = f"gl_pred_{method}"
     if layer not in adata.layers:
         raise KeyError(f"no layers[{layer!r}]; run gl.tl.fit_expression(method={method!r})")
-    gene_id = _gene_id(adata, gene)
-    column = adata.var_names.get_loc(gene_id)
+    gene = gene_id(adata, gene)
+    column = adata.var_names.get_loc(gene)
     predicted = np.asarray(adata.layers[layer][:, column], dtype=np.float64)
     adjusted = f"gl_adjusted_{method}"
     source = adata.layers[adjusted] if adjusted in adata.layers else adata.X
@@ -58,8 +58,8 @@ def prediction(adata: ad.AnnData, *, gene: str, method: str, ax: Axes | None = N
     lo = min(predicted[tested].min(), observed[tested].min())
     hi = max(predicted[tested].max(), observed[tested].max())
     ax.plot([lo, hi], [lo, hi], ls="--", color="grey", lw=1)
-    r = adata.var.get(f"gl_{method}_r", pd.Series(dtype=float)).get(gene_id, np.nan)
-    ax.set_title(f"{gene_name(adata, gene_id)} · {method} · r = {r:.2f}")
+    r = adata.var.get(f"gl_{method}_r", pd.Series(dtype=float)).get(gene, np.nan)
+    ax.set_title(f"{gene_name(adata, gene)} · {method} · r = {r:.2f}")
     ax.set_xlabel("out-of-fold prediction")
     ax.set_ylabel(
         "observed expression" + (" (covariate-adjusted)" if adjusted in adata.layers else "")
@@ -127,13 +127,3 @@ def _results(adata: ad.AnnData | pd.DataFrame) -> pd.DataFrame:
     if "results" not in stored:
         raise KeyError(f"no uns[{UNS_KEY!r}]['results']; run gl.tl.fit_expression first")
     return stored["results"]
-
-
-def _gene_id(adata: ad.AnnData, gene: str) -> str:
-    if gene in adata.var_names:
-        return gene
-    if "gene_name" in adata.var:
-        matches = adata.var_names[(adata.var["gene_name"] == gene).to_numpy()]
-        if len(matches) == 1:
-            return str(matches[0])
-    raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")

@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from scipy import stats
 
-from ..tl._predictability import UNS_KEY
+from ..tl.expression.predictability import UNS_KEY
 
 __all__ = ["predictability"]
 

@@ -1,7 +1,14 @@
-"""Preprocessing: arrays to AnnData and the haplotype store."""
+"""Preprocessing: arrays to AnnData, the haplotype store and pretraining corpora."""
 
+from .corpus import PretrainingCorpus, parse_region
 from .gene_windows import gene_windows
 from .personal import personal_sequences
 from .sequence_panel import sequence_panel
 
-__all__ = ["gene_windows", "personal_sequences", "sequence_panel"]
+__all__ = [
+    "PretrainingCorpus",
+    "gene_windows",
+    "parse_region",
+    "personal_sequences",
+    "sequence_panel",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -109,6 +109,23 @@ def expand_reference_positions(
     return out
 
 
+def stored_reference_positions(ds: Any, g: int, first: int, stop: int) -> np.ndarray:
+    """The ``(haplotype, position)`` reference-coordinate map of haplotypes ``first:stop``
+    of gene ``g`` in a haplotype store (``segment_*`` variables, see ``docs/format.md``)."""
+    segment_haplotype = ds["segment_haplotype"].values
+    lo, hi = np.searchsorted(segment_haplotype, [first, stop])
+    lengths = ds["haplotype_length"][first:stop].values
+    return expand_reference_positions(
+        stop - first,
+        int(lengths.max()) if len(lengths) else 0,
+        segment_haplotype[lo:hi] - first,
+        ds["segment_offset"][lo:hi].values,
+        ds["segment_length"][lo:hi].values,
+        ds["segment_reference_start"][lo:hi].values,
+        step=-1 if str(ds["gene_strand"].values[g]) == "-" else 1,
+    )
+
+
 @dataclass
 class GenotypeCounts:
     """What the genotype policies met in a window."""
@@ -125,13 +142,13 @@ def apply_genotype_policies(
     missing: MissingPolicy,
     samples: list[str],
     path: str,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> tuple[np.ndarray, GenotypeCounts]:
     """Resolve unphased heterozygous calls and missing alleles.
 
     Returns the ``int8`` allele array ``(record, sample, 2)`` with every allele ``>= 0``
     and the counts of what was resolved. The ``"random"`` phase of a call depends only on
-    ``seed``, the record and the sample, so overlapping windows agree.
+    ``random_state``, the record and the sample, so overlapping windows agree.
     """
     alleles = block.alleles  # copied before the first change
     counts = GenotypeCounts()
@@ -165,7 +182,7 @@ def apply_genotype_policies(
                 f"unphased heterozygous genotype for sample {samples[s]}: the haplotypes are "
                 f"undefined. Choose a policy: unphased='as_listed' (alleles in the order "
                 "written, as bcftools consensus -H 1/-H 2), 'random' (random phase, drawn "
-                "from seed) or 'reference' (keep the reference allele on both haplotypes)",
+                "from random_state) or 'reference' (keep the reference allele on both haplotypes)",
                 record=block.record_name(int(r)),
             )
         if unphased in ("random", "reference") and alleles is block.alleles:
@@ -174,7 +191,7 @@ def apply_genotype_policies(
             sample_keys = np.array([zlib.crc32(name.encode()) for name in samples], np.uint64)
             for r in np.flatnonzero(unphased_het.any(axis=1)):
                 record_key = zlib.crc32(block.record_name(int(r)).encode())
-                swap = unphased_het[r] & _coin(seed, record_key, sample_keys)
+                swap = unphased_het[r] & _coin(random_state, record_key, sample_keys)
                 alleles[r, swap] = alleles[r, swap][:, ::-1]
         elif unphased == "reference":
             alleles[unphased_het] = 0
@@ -183,10 +200,10 @@ def apply_genotype_policies(
     return alleles, counts
 
 
-def _coin(seed: int, record_key: int, sample_keys: np.ndarray) -> np.ndarray:
+def _coin(random_state: int, record_key: int, sample_keys: np.ndarray) -> np.ndarray:
     """A fair, reproducible coin per sample: a 64-bit hash of (seed, record, sample id)."""
     with np.errstate(over="ignore"):
-        z = np.full(len(sample_keys), (seed * 0x9E3779B97F4A7C15) % 2**64, dtype=np.uint64)
+        z = np.full(len(sample_keys), (random_state * 0x9E3779B97F4A7C15) % 2**64, dtype=np.uint64)
         z ^= np.uint64(record_key) * np.uint64(0xBF58476D1CE4E5B9)
         z ^= sample_keys * np.uint64(0x94D049BB133111EB)
         z ^= z >> np.uint64(30)

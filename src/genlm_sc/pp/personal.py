@@ -68,7 +68,7 @@ def personal_sequences(
     unphased: UnphasedPolicy = "error",
     missing: MissingPolicy = "reference",
     ref_mismatch: str = "error",
-    seed: int = 0,
+    random_state: int = 0,
     progress: bool | None = None,
 ) -> ad.AnnData:
     """Build each person's two haplotype sequences around every gene of a panel.
@@ -97,14 +97,14 @@ def personal_sequences(
         Policy for unphased heterozygous calls (``0/1``), whose haplotypes are undefined:
         ``"error"`` (default), ``"as_listed"`` (alleles in the order written, which is what
         ``bcftools consensus -H 1/-H 2`` does), ``"random"`` (a random phase, reproducible
-        from ``seed``) or ``"reference"`` (both haplotypes keep the reference allele).
+        from ``random_state``) or ``"reference"`` (both haplotypes keep the reference allele).
     missing
         ``"reference"`` (default; like ``bcftools consensus``) keeps the reference allele
         on a haplotype whose allele is missing; ``"error"`` refuses missing calls.
     ref_mismatch
         ``"error"`` (default) refuses a record whose REF differs from the FASTA;
         ``"skip"`` leaves such records out and counts them in ``uns["gl"]``.
-    seed
+    random_state
         Seed of the ``"random"`` phase policy.
     progress
         Show a progress bar (default: when there are more than 20 genes).
@@ -158,7 +158,8 @@ def personal_sequences(
                 cluster = _load_cluster(
                     reader, reference, span, contig_map[span[0]], windows_of[span],
                     counts, already_counted=[c for c in counted if c[0] == span[0]],
-                    unphased=unphased, missing=missing, ref_mismatch=ref_mismatch, seed=seed,
+                    unphased=unphased, missing=missing, ref_mismatch=ref_mismatch,
+                    random_state=random_state,
                 )  # fmt: skip
                 counted.add(span)
             offset = start - cluster.start
@@ -186,7 +187,8 @@ def personal_sequences(
         )
         cohort.uns["gl"] = _provenance(
             vcf, fasta, genes, expression, panel, reader, counts, unmatched,
-            unphased=unphased, missing=missing, ref_mismatch=ref_mismatch, seed=seed,
+            unphased=unphased, missing=missing, ref_mismatch=ref_mismatch,
+            random_state=random_state,
         )  # fmt: skip
         cohort.uns["gl"]["store"] = writer.location
         writer.finish(
@@ -260,7 +262,7 @@ def _load_cluster(
     unphased: UnphasedPolicy,
     missing: MissingPolicy,
     ref_mismatch: str,
-    seed: int,
+    random_state: int,
 ) -> _Cluster:
     chrom, start, end = span
     block = reader.fetch(vcf_chrom, max(start, 0), end)
@@ -313,12 +315,12 @@ def _load_cluster(
         missing=missing,
         samples=reader.samples,
         path=os.fspath(reader.path),
-        seed=seed,
+        random_state=random_state,
     )
     if seen.any():  # count only the records no earlier group counted
         _, policy_counts = apply_genotype_policies(
             block.select(~seen), unphased=unphased, missing=missing,
-            samples=reader.samples, path=os.fspath(reader.path), seed=seed,
+            samples=reader.samples, path=os.fspath(reader.path), random_state=random_state,
         )  # fmt: skip
     counts.unphased_heterozygous += policy_counts.unphased_heterozygous
     counts.missing_alleles += policy_counts.missing_alleles

@@ -18,7 +18,7 @@ def sequence_panel(
     sequences: pd.DataFrame | pd.Series | Mapping[str, str],
     *,
     sequence_column: str = "sequence",
-    name: str = "sequences",
+    name: str | None = None,
 ) -> ad.AnnData:
     """AnnData with one observation per sequence, sequences in ``obs["sequence"]``.
 
@@ -30,7 +30,8 @@ def sequence_panel(
     sequence_column
         The column holding sequences, for a table.
     name
-        Recorded in ``uns["gl"]["source"]``.
+        Recorded in ``uns["gl"]["source"]`` (default: a table's ``attrs["source"]``, e.g.
+        the path :func:`genlm_sc.io.read_labelled_sequences` read, else ``"sequences"``).
 
     Returns
     -------
@@ -38,6 +39,8 @@ def sequence_panel(
     (:func:`genlm_sc.get.sequences`) takes them from ``obs["sequence"]``.
     Sequences are upper-cased and any letter other than ``ACGTN`` becomes ``N``.
     """
+    if name is None:
+        name = str(getattr(sequences, "attrs", {}).get("source", "sequences"))
     if isinstance(sequences, pd.DataFrame):
         if sequence_column not in sequences.columns:
             raise KeyError(f"no column {sequence_column!r} among {list(sequences.columns)[:10]}")

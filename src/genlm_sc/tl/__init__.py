@@ -1,13 +1,27 @@
-"""Tools: AnnData in, results computed and written back."""
+"""Tools: AnnData in, results computed and written back, grouped by capability.
 
-from ._cluster import cluster_agreement
-from ._embed import embed
-from ._expression import fit_dosages, fit_expression
-from ._gene_level import fit_gene_expression
-from ._kmer import kmer_profile
-from ._motifs import motif_matches, scan_motifs
-from ._predictability import predictability
-from ._pretrain import pretrain
+``language_model``
+    :func:`pretrain`, :func:`embed`, :func:`kmer_profile`, :func:`cluster_agreement`.
+``expression``
+    :func:`fit_expression` (PrediXcan, elastic net, ridge, fine-tuning), :func:`fit_dosages`,
+    :func:`predict`, :func:`fit_gene_expression`, :func:`predictability`.
+``attribution``
+    :func:`attribute` (in-silico mutagenesis, gradient × input), :func:`variant_effects`.
+``motifs``
+    :func:`scan_motifs`, :func:`motif_matches`.
+``classification``
+    :func:`fit_classifier`, :func:`predict_classifier`.
+"""
+
+from .expression.fit import fit_dosages, fit_expression
+from .expression.gene_level import fit_gene_expression
+from .expression.predictability import predictability
+from .language_model.clustering import cluster_agreement
+from .language_model.embed import embed
+from .language_model.kmer import kmer_profile
+from .language_model.pretrain import pretrain
+from .motifs.scanner import scan_motifs
+from .motifs.variants import motif_matches
 
 __all__: list[str] = [
     "attribute",
@@ -30,11 +44,11 @@ __all__: list[str] = [
 
 #: Tools imported on first use (they load PyTorch): name → module.
 _LAZY = {
-    "predict": "._finetune",
-    "attribute": "._attribution",
-    "variant_effects": "._variant_effects",
-    "fit_classifier": "._classifier",
-    "predict_classifier": "._classifier",
+    "predict": ".expression.finetune",
+    "attribute": ".attribution.attribute",
+    "variant_effects": ".attribution.variant_effects",
+    "fit_classifier": ".classification.classifier",
+    "predict_classifier": ".classification.classifier",
 }
 
 

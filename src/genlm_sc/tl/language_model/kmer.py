@@ -8,14 +8,14 @@ from typing import Literal
 import anndata as ad
 import numpy as np
 
-from .. import get
+from ... import get
+from ..._dna import BASES
 
 __all__ = ["kmer_profile"]
 
-_BASES = "ACGT"
 _INVALID = 4
 _CODES = np.full(256, _INVALID, dtype=np.uint8)
-for _code, _base in enumerate(_BASES):
+for _code, _base in enumerate(BASES):
     _CODES[ord(_base)] = _code
     _CODES[ord(_base.lower())] = _code
 
@@ -181,6 +181,6 @@ def _reverse_complement_index(index: np.ndarray, k: int) -> np.ndarray:
 def _kmer_name(index: int, k: int) -> str:
     letters = []
     for _ in range(k):
-        letters.append(_BASES[index % 4])
+        letters.append(BASES[index % 4])
         index //= 4
     return "".join(reversed(letters))

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from ._expression import _cross_validate, _embedding_model
+from .cross_validation import cross_validate
+from .regressions import embedding_model
 
 __all__ = ["fit_gene_expression"]
 
@@ -20,7 +21,7 @@ _COLUMNS = [
     "key",
     "target",
     "representation",
-    "model",
+    "method",
     "r",
     "spearman",
     "r2",
@@ -33,17 +34,18 @@ _COLUMNS = [
 
 
 def fit_gene_expression(
-    panel: ad.AnnData,
+    adata: ad.AnnData,
     *,
     target: str | Sequence[str],
     use_rep: str = "X_gl",
     extra_reps: Sequence[str] | None = None,
-    model: Literal["ridge", "elastic_net"] = "ridge",
+    method: Literal["ridge", "elastic_net"] = "ridge",
     folds_by: str = "chrom",
     n_folds: int = 5,
-    rng: int | None = 0,
+    random_state: int | None = 0,
     key_added: str | None = None,
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Predict each gene's expression from its sequence's representation, out of fold.
 
     The gene-level task of Xpresso and EPInformer: the observations are genes, each with
@@ -58,16 +60,16 @@ def fit_gene_expression(
 
     ``"ridge"``
         :class:`~sklearn.linear_model.RidgeCV`, penalty chosen among
-        :data:`genlm_sc.tl._expression.RIDGE_ALPHAS` by efficient leave-one-out (computed
+        :data:`genlm_sc.tl.expression.regressions.RIDGE_ALPHAS` by efficient leave-one-out (computed
         from the features' cross-product when genes outnumber features, which is 5× faster
         than scikit-learn's SVD for thousands of k-mer features and gives the same fit).
     ``"elastic_net"``
         :class:`~sklearn.linear_model.ElasticNetCV`, ``l1_ratio=0.5``, penalty chosen by
-        shuffled 5-fold inner cross-validation on the training genes (seeded by ``rng``).
+        shuffled 5-fold inner cross-validation on the training genes (seeded by ``random_state``).
 
     Parameters
     ----------
-    panel
+    adata
         Genes × nothing, e.g. :func:`genlm_sc.pp.sequence_panel` of a promoter table, with
         the representation in ``obsm[use_rep]`` (:func:`genlm_sc.tl.embed`,
         :func:`genlm_sc.tl.kmer_profile`) and the targets and ``folds_by`` in ``obs``.
@@ -84,27 +86,30 @@ def fit_gene_expression(
         Further ``obsm`` keys concatenated to ``use_rep`` column-wise (e.g. a k-mer
         profile next to an embedding). All columns are standardised, so each feature gets
         the same weight whatever its scale.
-    model
+    method
         ``"ridge"`` or ``"elastic_net"``.
     folds_by
         ``obs`` column whose groups (chromosomes) are kept whole. Genes with a missing group
         are skipped.
     n_folds
-        Number of outer folds; the groups are shuffled with ``rng`` and dealt out so that
+        Number of outer folds; the groups are shuffled with ``random_state`` and dealt out so that
         the folds hold about as many genes each.
-    rng
+    random_state
         Seed of the outer folds and of the elastic net's inner folds.
     key_added
         Name of the fit (default: the representations joined by ``+``, then ``_`` and the
         target); with several targets, ``key_added`` is followed by ``_`` and each target.
+    copy
+        Work on and return a copy of ``adata``.
 
     Returns
     -------
-    The results table of every fit made so far on ``panel``: one row per target ×
-    representation with ``key``, ``target``, ``representation`` (the ``obsm`` keys joined
-    by ``+``), ``model``, out-of-fold Pearson ``r``, Spearman rho (``spearman``) and ``r2``
-    (``1 - SS_res / SS_tot``, may be negative) over all genes pooled, ``n_genes`` (genes
-    with a prediction), ``n_train`` (mean training genes per fold), ``n_features``,
+    ``None``, or the annotated copy when ``copy=True``. The results table of every fit made
+    so far on ``adata`` (:func:`genlm_sc.get.gene_expression_results`) has one row per
+    target × representation with ``key``, ``target``, ``representation`` (the ``obsm``
+    keys joined by ``+``), ``method``, out-of-fold Pearson ``r``, Spearman rho (``spearman``) and
+    ``r2`` (``1 - SS_res / SS_tot``, may be negative) over all genes pooled, ``n_genes`` (genes with
+    a prediction), ``n_train`` (mean training genes per fold), ``n_features``,
     ``n_folds`` and ``folds_by``. Sets, for each fit ``key``:
 
     ``panel.obs["gl_pred_" + key]``
@@ -115,42 +120,43 @@ def fit_gene_expression(
         ``"results"`` (the table; a refit under the same key replaces its row) and
         ``"params"`` (the settings of each fit).
     """
-    if model not in ("ridge", "elastic_net"):
-        raise ValueError(f"model must be 'ridge' or 'elastic_net', not {model!r}")
+    if method not in ("ridge", "elastic_net"):
+        raise ValueError(f"method must be 'ridge' or 'elastic_net', not {method!r}")
+    adata = adata.copy() if copy else adata
     targets = [target] if isinstance(target, str) else list(target)
     reps = [use_rep, *(extra_reps or [])]
-    x = _features(panel, reps)
+    x = _features(adata, reps)
     representation = "+".join(reps)
     ys, folds_of = {}, {}
     for name in targets:
-        ys[name] = _target(panel, name)
+        ys[name] = _target(adata, name)
         folds_of[name] = _chromosome_folds(
-            panel, ys[name], folds_by=folds_by, n_folds=n_folds, rng=rng
+            adata, ys[name], folds_by=folds_by, n_folds=n_folds, random_state=random_state
         )
         ys[name][folds_of[name] < 0] = np.nan  # skipped genes are neither trained on nor tested
-    factory = _embedding_model(model, n_features=x.shape[1], n_pcs=None, rng=rng)
+    factory = embedding_model(method, n_features=x.shape[1], n_pcs=None, random_state=random_state)
     fits = {}
-    for group in _shared_folds(folds_of, jointly=model == "ridge"):
+    for group in _shared_folds(folds_of, jointly=method == "ridge"):
         if len(group) == 1:
-            fits[group[0]] = _cross_validate(
+            fits[group[0]] = cross_validate(
                 x, ys[group[0]], folds=folds_of[group[0]], covariates=None, model=factory
             )
             continue
         y = np.column_stack([ys[name] for name in group])
-        fit = _cross_validate(x, y, folds=folds_of[group[0]], covariates=None, model=factory)
+        fit = cross_validate(x, y, folds=folds_of[group[0]], covariates=None, model=factory)
         for j, name in enumerate(group):
             fits[name] = {**fit, **{c: fit[c][j] for c in ("r", "spearman", "r2")},
                           "pred": fit["pred"][:, j]}  # fmt: skip
     for name in targets:
         key = _key(key_added, representation, name, several=len(targets) > 1)
         fit = fits[name]
-        panel.obs[f"gl_pred_{key}"] = fit["pred"]
-        panel.obs[f"gl_fold_{key}"] = folds_of[name]
+        adata.obs[f"gl_pred_{key}"] = fit["pred"]
+        adata.obs[f"gl_fold_{key}"] = folds_of[name]
         row = {
             "key": key,
             "target": name,
             "representation": representation,
-            "model": model,
+            "method": method,
             **{c: fit[c] for c in ("r", "spearman", "r2", "n_train", "n_features", "n_folds")},
             "n_genes": fit["n_test"],
             "folds_by": folds_by,
@@ -158,13 +164,13 @@ def fit_gene_expression(
         params = {
             "target": name,
             "reps": np.asarray(reps, dtype=str),
-            "model": model,
+            "method": method,
             "folds_by": folds_by,
             "n_folds": int(n_folds),
-            "rng": -1 if rng is None else int(rng),
+            "random_state": -1 if random_state is None else int(random_state),
         }
-        _record(panel, row, params)
-    return panel.uns[UNS_KEY]["results"]
+        _record(adata, row, params)
+    return adata if copy else None
 
 
 def _shared_folds(folds_of: dict[str, np.ndarray], *, jointly: bool) -> list[list[str]]:
@@ -181,24 +187,24 @@ def _shared_folds(folds_of: dict[str, np.ndarray], *, jointly: bool) -> list[lis
     return list(groups.values())
 
 
-def _features(panel: ad.AnnData, reps: list[str]) -> np.ndarray:
+def _features(adata: ad.AnnData, reps: list[str]) -> np.ndarray:
     """Genes × features: the ``obsm`` blocks side by side, as float64, finite."""
     blocks = []
     for rep in reps:
-        if rep not in panel.obsm:
+        if rep not in adata.obsm:
             raise KeyError(f"no obsm[{rep!r}]; compute the representation first")
-        block = np.asarray(panel.obsm[rep], dtype=np.float64)
-        blocks.append(block.reshape(panel.n_obs, -1))
+        block = np.asarray(adata.obsm[rep], dtype=np.float64)
+        blocks.append(block.reshape(adata.n_obs, -1))
     x = np.hstack(blocks)
     if not np.isfinite(x).all():
         raise ValueError(f"the representation {reps} has missing or non-finite values")
     return x
 
 
-def _target(panel: ad.AnnData, name: str) -> np.ndarray:
-    if name not in panel.obs.columns:
+def _target(adata: ad.AnnData, name: str) -> np.ndarray:
+    if name not in adata.obs.columns:
         raise KeyError(f"no target column obs[{name!r}]")
-    y = pd.to_numeric(panel.obs[name], errors="coerce").to_numpy(dtype=np.float64)
+    y = pd.to_numeric(adata.obs[name], errors="coerce").to_numpy(dtype=np.float64)
     y[~np.isfinite(y)] = np.nan
     return y
 
@@ -210,12 +216,12 @@ def _key(key_added: str | None, representation: str, target: str, *, several: bo
 
 
 def _chromosome_folds(
-    panel: ad.AnnData, y: np.ndarray, *, folds_by: str, n_folds: int, rng: int | None
+    adata: ad.AnnData, y: np.ndarray, *, folds_by: str, n_folds: int, random_state: int | None
 ) -> np.ndarray:
     """Each gene's outer fold, whole groups per fold; ``-1`` for genes skipped."""
-    if folds_by not in panel.obs.columns:
+    if folds_by not in adata.obs.columns:
         raise KeyError(f"no column obs[{folds_by!r}] to hold out")
-    column = panel.obs[folds_by]
+    column = adata.obs[folds_by]
     usable = np.isfinite(y) & column.notna().to_numpy()
     groups = column.astype(str).to_numpy()[usable]
     n_groups = np.unique(groups).size
@@ -224,17 +230,17 @@ def _chromosome_folds(
             f"cannot make {n_folds} folds of {n_groups} groups of obs[{folds_by!r}] "
             "(genes with a target)"
         )
-    splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=rng)
-    folds = np.full(panel.n_obs, -1, dtype=np.int64)
+    splitter = GroupKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+    folds = np.full(adata.n_obs, -1, dtype=np.int64)
     used = np.flatnonzero(usable)
     for fold, (_, test) in enumerate(splitter.split(used, groups=groups)):
         folds[used[test]] = fold
     return folds
 
 
-def _record(panel: ad.AnnData, row: dict[str, Any], params: dict[str, Any]) -> None:
+def _record(adata: ad.AnnData, row: dict[str, Any], params: dict[str, Any]) -> None:
     """Add (or replace) the fit's row of the results table and its settings."""
-    store = panel.uns.setdefault(UNS_KEY, {})
+    store = adata.uns.setdefault(UNS_KEY, {})
     table = pd.DataFrame([row])[_COLUMNS]
     earlier = store.get("results")
     if earlier is not None and len(earlier):

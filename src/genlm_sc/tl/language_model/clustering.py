@@ -58,11 +58,11 @@ def cluster_agreement(
     probe: bool = True,
     probe_c: float | None = None,
     n_folds: int = 5,
-    seed: int = 0,
+    random_state: int = 0,
     neighbors_kwargs: Mapping[str, Any] | None = None,
     key_added: str = "gl_cluster_agreement",
     copy: bool = False,
-) -> pd.DataFrame | ad.AnnData:
+) -> ad.AnnData | None:
     """Agreement of a representation's clusters with known labels (e.g. gene function).
 
     The gene-function clustering evaluation of DNA language models, scIB style: a
@@ -102,7 +102,7 @@ def cluster_agreement(
         ``None``: :class:`~sklearn.model_selection.StratifiedKFold`.
     null
         Also evaluate a random embedding of the same shape (standard normal, drawn with
-        ``seed``), reported as representation ``"random null"``.
+        ``random_state``), reported as representation ``"random null"``.
     probe
         Fit the linear probe: logistic regression (``class_weight="balanced"``, L2 with
         inverse strength ``probe_c``) on the standardised representation, scored by
@@ -114,7 +114,7 @@ def cluster_agreement(
         harder than narrow ones and are not simply over-fitted.
     n_folds
         Cross-validation folds of the probe.
-    seed
+    random_state
         Seed of the graph, leiden, the folds and the null.
     neighbors_kwargs
         Further arguments of :func:`scanpy.pp.neighbors`. By default exact neighbours
@@ -126,7 +126,8 @@ def cluster_agreement(
 
     Returns
     -------
-    The results table, or the annotated copy when ``copy=True``. The table is tidy, one
+    ``None``, or the annotated copy when ``copy=True``. The results table
+    (:func:`genlm_sc.get.cluster_agreement`) is tidy, one
     row per representation (``use_rep``, then ``"random null"``) and ``kind``:
     ``"leiden"`` rows, one per resolution, with ``n_clusters``, ``nmi``, ``ari`` and
     ``ami``; one ``"summary"`` row with the metrics at the best-NMI resolution plus
@@ -147,19 +148,19 @@ def cluster_agreement(
         "resolutions": [float(r) for r in resolutions],
         "n_neighbors": n_neighbors,
         "metric": metric,
-        "seed": seed,
+        "random_state": random_state,
     }
     neighbors_kwargs = {"transformer": "sklearn", **(neighbors_kwargs or {})}
     representations = {use_rep: x}
     if null:
-        rng = np.random.default_rng(seed)
-        representations[NULL_NAME] = rng.standard_normal(x.shape, dtype=np.float32)
+        generator = np.random.default_rng(random_state)
+        representations[NULL_NAME] = generator.standard_normal(x.shape, dtype=np.float32)
     tables, best = [], {}
     for name, rep in representations.items():
         table, best[name] = _evaluate(rep, y, neighbors_kwargs=neighbors_kwargs, **graph)
         if probe:
             c = 1 / rep.shape[1] if probe_c is None else probe_c
-            scores = _probe(rep, y, group, c=c, n_folds=n_folds, seed=seed)
+            scores = _probe(rep, y, group, c=c, n_folds=n_folds, random_state=random_state)
             summary = table["kind"] == "summary"
             table.loc[summary, "probe_balanced_accuracy"] = scores.mean()
             table.loc[summary, "probe_sd"] = scores.std()
@@ -176,7 +177,7 @@ def cluster_agreement(
     params |= {"probe": probe, "probe_c": 1 / x.shape[1] if probe_c is None else probe_c}
     params |= {"n_folds": n_folds, **graph}
     adata.uns[key_added] = {"results": results, "params": params}
-    return adata if copy else results
+    return adata if copy else None
 
 
 def _inputs(
@@ -213,7 +214,7 @@ def _evaluate(
     resolutions: Sequence[float],
     n_neighbors: int,
     metric: str,
-    seed: int,
+    random_state: int,
     neighbors_kwargs: Mapping[str, Any],
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Leiden sweep rows plus the summary row of one representation, and its best clusters."""
@@ -224,7 +225,7 @@ def _evaluate(
         n_neighbors=n_neighbors,
         use_rep="rep",
         metric=metric,
-        random_state=seed,
+        random_state=random_state,
         **neighbors_kwargs,
     )
     rows, clusterings = [], []
@@ -235,7 +236,7 @@ def _evaluate(
             flavor="igraph",
             n_iterations=2,
             directed=False,
-            random_state=seed,
+            random_state=random_state,
             key_added="leiden",
         )
         clusters = work.obs["leiden"].to_numpy()
@@ -261,13 +262,19 @@ def _scores(y: np.ndarray, clusters: np.ndarray) -> dict[str, float]:
 
 
 def _probe(
-    x: np.ndarray, y: np.ndarray, group: np.ndarray | None, *, c: float, n_folds: int, seed: int
+    x: np.ndarray,
+    y: np.ndarray,
+    group: np.ndarray | None,
+    *,
+    c: float,
+    n_folds: int,
+    random_state: int,
 ) -> np.ndarray:
     """Balanced accuracy of a logistic-regression probe in each cross-validation fold."""
     if group is not None and np.unique(group).size < n_folds:
         raise ValueError(f"{np.unique(group).size} groups cannot make {n_folds} folds")
     folds = StratifiedGroupKFold if group is not None else StratifiedKFold
-    cv = folds(n_splits=n_folds, shuffle=True, random_state=seed)
+    cv = folds(n_splits=n_folds, shuffle=True, random_state=random_state)
     model = make_pipeline(
         StandardScaler(),
         LogisticRegression(C=c, class_weight="balanced", max_iter=1000),

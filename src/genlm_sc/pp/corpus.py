@@ -40,7 +40,7 @@ _REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$
 _SYMBOLIC = re.compile(r"^<.*>$|[\[\]*.]")
 
 
-def parse_region(region: str, lengths: dict[str, int] | None = None) -> tuple[str, int, int]:
+def parse_region(region: str, *, lengths: dict[str, int] | None = None) -> tuple[str, int, int]:
     """``"chr:start-end"`` (1-based, inclusive, as samtools) → ``(chrom, start0, end0)``.
 
     A bare contig name means the whole contig (``lengths`` needed).
@@ -153,7 +153,7 @@ class PretrainingCorpus:
         regions: Sequence[str],
         width: int = 512,
         max_variants: int | None = None,
-        seed: int = 0,
+        random_state: int = 0,
         weight: float = 1.0,
     ) -> PretrainingCorpus:
         """UKBioBERT's recipe: one window per ALT allele, centred on it, allele written in.
@@ -161,17 +161,17 @@ class PretrainingCorpus:
         The window holds ``width // 2`` reference bases before the variant, the ALT
         allele, and reference bases after the REF allele up to ``width`` bases. REF is
         checked against the FASTA; symbolic alleles (``<DEL>``, ``*``, breakends) are
-        skipped. ``max_variants`` keeps a random subset (``seed``).
+        skipped. ``max_variants`` keeps a random subset (``random_state``).
         """
-        rng = np.random.default_rng(seed)
+        generator = np.random.default_rng(random_state)
         n_before, bases_before, skipped = len(self), self.n_bases, 0
         with FastaReference(fasta) as reference, VariantFile(vcf, samples=[]) as reader:
             for region in regions:
-                chrom, start, end = parse_region(region, reference.lengths)
+                chrom, start, end = parse_region(region, lengths=reference.lengths)
                 block = reader.fetch(_vcf_contig(reader, chrom), start, end)
                 inside = np.flatnonzero(block.positions >= start)
                 if max_variants is not None and len(inside) > max_variants:
-                    inside = np.sort(rng.choice(inside, max_variants, replace=False))
+                    inside = np.sort(generator.choice(inside, max_variants, replace=False))
                 for i in inside:
                     pos, ref = int(block.positions[i]), block.refs[i].upper()
                     left = max(pos - width // 2, 0)
@@ -199,7 +199,7 @@ class PretrainingCorpus:
                 "n_sequences": len(self) - n_before,
                 "n_bases": self.n_bases - bases_before,
                 "symbolic_skipped": skipped,
-                "seed": seed,
+                "random_state": random_state,
             }
         )
         return self
@@ -213,7 +213,7 @@ class PretrainingCorpus:
         samples: Sequence[str] | None = None,
         n_samples: int | None = None,
         window: int = 4096,
-        seed: int = 0,
+        random_state: int = 0,
         unphased: str = "random",
         weight: float = 1.0,
     ) -> PretrainingCorpus:
@@ -222,52 +222,64 @@ class PretrainingCorpus:
         Parameters
         ----------
         samples
-            People to use; default: all, or ``n_samples`` drawn at random (``seed``).
+            People to use; default: all, or ``n_samples`` drawn at random (``random_state``).
         window
             Regions are cut into windows of this many reference bases; each distinct
             haplotype of a window is added once, weighted by its number of carriers.
         unphased
             Policy for unphased heterozygous calls (as :func:`genlm_sc.pp.personal_sequences`).
         """
-        from ..get import reference_positions, unique_haplotypes
-        from ..pp.gene_windows import gene_windows
-        from ..pp.personal import personal_sequences
+        from ..store import open_haplotypes
+        from .gene_windows import gene_windows
+        from .haplotypes import stored_reference_positions
+        from .personal import personal_sequences
 
         with VariantFile(vcf) as reader:
             available = list(reader.samples)
         if samples is None:
             samples = available
             if n_samples is not None and n_samples < len(available):
-                pick = np.random.default_rng(seed).choice(len(available), n_samples, replace=False)
+                pick = np.random.default_rng(random_state).choice(
+                    len(available), n_samples, replace=False
+                )
                 samples = [available[i] for i in np.sort(pick)]
         tiles = _tiles(fasta, regions, window)
         panel = gene_windows(tiles, fasta=fasta, width=window, anchor="tss")
         cohort = personal_sequences(
-            vcf, fasta=fasta, genes=panel, samples=list(samples), unphased=unphased, seed=seed
+            vcf,
+            fasta=fasta,
+            genes=panel,
+            samples=list(samples),
+            unphased=unphased,
+            random_state=random_state,
         )
         n_before, bases_before, n_people_bases = len(self), self.n_bases, 0
+        ds = open_haplotypes(cohort)
+        first = ds["gene_first_haplotype"].values
+        n_haplotypes = ds["gene_n_haplotypes"].values
         with FastaReference(fasta) as reference:
-            for tile in cohort.var_names:
-                table = unique_haplotypes(cohort, tile)
-                positions = reference_positions(cohort, tile).values
-                row = cohort.var.loc[tile]
+            for g, tile in enumerate(ds["gene"].values):
+                lo, hi = int(first[g]), int(first[g] + n_haplotypes[g])
+                codes_of = ds["sequence"][lo:hi].values
+                lengths = ds["haplotype_length"][lo:hi].values
+                counts = ds["haplotype_count"][lo:hi].values
+                positions = stored_reference_positions(ds, g, lo, hi)
+                row = cohort.var.loc[str(tile)]
                 ref_codes = reference.fetch(row["chrom"], int(row["start"]), int(row["end"]))
-                for i, (sequence, count) in enumerate(
-                    zip(table["sequence"], table["count"], strict=True)
-                ):
-                    codes = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8).copy()
+                for i in range(hi - lo):
+                    codes = codes_of[i, : lengths[i]].copy()
                     pos = positions[i, : len(codes)]
                     reference_base = ref_codes[np.clip(pos - int(row["start"]), 0, None)]
                     mask = (pos < 0) | (reference_base != codes)
-                    self._add(codes, mask if mask.any() else None, weight * int(count))
-                    n_people_bases += len(codes) * int(count)
+                    self._add(codes, mask if mask.any() else None, weight * int(counts[i]))
+                    n_people_bases += len(codes) * int(counts[i])
         self.sources.append(
             {
                 "kind": "haplotypes",
                 "vcf": os.fspath(vcf),
                 "regions": list(regions),
                 "n_samples": len(samples),
-                "samples_seed": seed,
+                "samples_random_state": random_state,
                 "window": window,
                 "n_sequences": len(self) - n_before,
                 "n_bases": self.n_bases - bases_before,
@@ -288,10 +300,17 @@ class CropDataset:
     the same examples. Sequences shorter than ``length`` are returned whole.
     """
 
-    def __init__(self, corpus: PretrainingCorpus, *, length: int, n_examples: int, seed: int = 0):
+    def __init__(
+        self, corpus: PretrainingCorpus, *, length: int, n_examples: int, random_state: int = 0
+    ):
         if not len(corpus):
             raise ValueError("the pretraining corpus is empty")
-        self.corpus, self.length, self.n_examples, self.seed = corpus, length, n_examples, seed
+        self.corpus, self.length, self.n_examples, self.random_state = (
+            corpus,
+            length,
+            n_examples,
+            random_state,
+        )
         sizes = np.array([max(len(s) - length + 1, 1) for s in corpus.sequences], dtype=float)
         mass = sizes * np.asarray(corpus.weights, dtype=float)
         self._cumulative = np.cumsum(mass / mass.sum())
@@ -300,11 +319,11 @@ class CropDataset:
         return self.n_examples
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        rng = np.random.default_rng([self.seed, int(i)])
-        drawn = int(np.searchsorted(self._cumulative, rng.random(), side="right"))
+        generator = np.random.default_rng([self.random_state, int(i)])
+        drawn = int(np.searchsorted(self._cumulative, generator.random(), side="right"))
         j = min(drawn, len(self.corpus) - 1)
         codes = self.corpus.sequences[j]
-        offset = int(rng.integers(0, max(len(codes) - self.length, 0) + 1))
+        offset = int(generator.integers(0, max(len(codes) - self.length, 0) + 1))
         crop = slice(offset, offset + self.length)
         mask = self.corpus.variant_masks[j]
         return {
@@ -350,7 +369,7 @@ def _tiles(fasta: str | os.PathLike, regions: Sequence[str], window: int) -> pd.
     rows = []
     with FastaReference(fasta) as reference:
         for region in regions:
-            chrom, start, end = parse_region(region, reference.lengths)
+            chrom, start, end = parse_region(region, lengths=reference.lengths)
             for left in range(start, end - window + 1, window):
                 rows.append(
                     {
@@ -382,7 +401,7 @@ def _fasta_sequences(
     if regions:
         with FastaReference(fasta) as reference:
             for region in regions:
-                chrom, start, end = parse_region(region, reference.lengths)
+                chrom, start, end = parse_region(region, lengths=reference.lengths)
                 yield reference.fetch(chrom, start, end)
         return
     path = existing_file(fasta)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import anndata as ad
 import numpy as np
 
+from ...get import is_cohort
+
 __all__ = ["embed"]
 
 
@@ -71,19 +73,19 @@ def embed(
     ``uns["gl"]["embeddings"][key_added]`` (and, for a cohort, in the store variable's
     attributes).
     """
-    from ..models.encoder import load_encoder
+    from ...models.encoder import load_encoder
 
     adata = adata.copy() if copy else adata
     encoder = load_encoder(model, device=device, precision=precision, max_length=max_length)
     record = {**encoder.describe(), "pooling": pooling, "layer": layer}
     gl_uns = adata.uns.setdefault("gl", {})
-    if gl_uns.get("store"):
+    if is_cohort(adata):
         record["n_forward_sequences"] = _embed_cohort(
             adata, encoder, key_added=key_added, pooling=pooling, layer=layer,
             batch_size=batch_size, progress=progress, record=record, genes=genes,
         )  # fmt: skip
     else:
-        from ..get import sequences
+        from ...get import sequences
 
         windows = sequences(adata).reindex(adata.obs_names)
         adata.obsm[key_added] = encoder.embed(
@@ -109,8 +111,8 @@ def _embed_cohort(
     rows_per_block: int = 256,
 ) -> int:
     """Embed each distinct haplotype of the store once, streaming blocks into it."""
-    from ..get import _gene_slice
-    from ..store import add_haplotype_array, open_haplotypes
+    from ...get import gene_index
+    from ...store import add_haplotype_array, open_haplotypes
 
     ds = open_haplotypes(cohort)
     n = int(ds.sizes["haplotype"])
@@ -119,7 +121,7 @@ def _embed_cohort(
     if genes is not None:
         wanted[:] = False
         for gene in genes:
-            _, lo, hi = _gene_slice(ds, gene, cohort)
+            _, lo, hi = gene_index(cohort, gene)
             wanted[lo:hi] = True
         record["genes"] = list(genes)
 
@@ -154,20 +156,3 @@ def _embed_cohort(
         attrs={k: v for k, v in record.items() if v is not None},
     )
     return int(wanted.sum())
-
-
-def diploid_features(
-    embeddings: np.ndarray, haplotype_index: np.ndarray, *, diploid: str
-) -> np.ndarray:
-    """Person-level features from per-haplotype embeddings.
-
-    ``haplotype_index`` is ``(people, 2)``; ``diploid="concat"`` places the two haplotypes
-    side by side (in stored ploidy order, as UKBioBERT does), ``"mean"`` averages them
-    (phase-invariant).
-    """
-    first, second = embeddings[haplotype_index[:, 0]], embeddings[haplotype_index[:, 1]]
-    if diploid == "concat":
-        return np.concatenate([first, second], axis=1)
-    if diploid == "mean":
-        return (first + second) / 2
-    raise ValueError(f"diploid must be 'concat' or 'mean', not {diploid!r}")

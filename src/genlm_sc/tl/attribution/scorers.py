@@ -6,7 +6,7 @@ every chunk gives a feature vector summed over its tokens, the vectors of a sequ
 chunks add up, and a final function maps the total to the score.
 
 :class:`ExpressionScorer` (``target="expression"``)
-    A fine-tuned :class:`~genlm_sc.tl._finetune.HaplotypeRegressor`. The score of a sequence
+    A fine-tuned :class:`~genlm_sc.models.heads.HaplotypeRegressor`. The score of a sequence
     is the predicted expression of a person carrying it on both haplotypes (what
     :func:`genlm_sc.tl.predict` gives for a single sequence). The head is linear in the
     two haplotypes' pooled states, so editing one haplotype of any person changes the
@@ -44,14 +44,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._devices import resolve_device
-from ..models.tokenization import tokenizer_info
-from ._finetune import HaplotypeRegressor, _chunker
+from ..._devices import resolve_device
+from ..._dna import BASE_INDEX, BASES
+from ...models.chunking import Chunker, context_length
+from ...models.heads import HaplotypeRegressor
+from ...models.tokenization import tokenizer_info
 
 __all__ = ["ChunkScorer", "ExpressionScorer", "LikelihoodScorer", "load_scorer"]
 
-BASES = "ACGT"
-_BASE_INDEX = {b: i for i, b in enumerate(BASES)}
 #: Tokenizers whose token boundaries do not move when one base is substituted.
 _POSITIONAL = ("char", "kmer", "nt_kmer")
 #: Mutants whose changed chunks are evaluated together.
@@ -79,7 +79,7 @@ class ChunkScorer:
         self.device = resolve_device(device)
         self.network = network.eval().to(self.device)
         self.tokenizer = tokenizer
-        self.chunker = _chunker(tokenizer, max_length=max_length, device=self.device)
+        self.chunker = Chunker(tokenizer, max_length=max_length, device=self.device)
         self.kind = tokenizer_info(tokenizer)["kind"]
         self._vocab = tokenizer.get_vocab()
         self._unk = tokenizer.unk_token_id
@@ -173,7 +173,7 @@ class ChunkScorer:
         """
         sequence = _clean(sequence)
         chunks = self.chunker.chunk_ids(sequence)
-        ids, mask, keep = self.chunker._batch(chunks)
+        ids, mask, keep = self.chunker.pad(chunks)
         onehot = torch.nn.functional.one_hot(ids, self.embeddings.num_embeddings)
         onehot = onehot.float().requires_grad_(True)
         with torch.enable_grad(), _onehot_inputs(self.embeddings, onehot):
@@ -185,20 +185,19 @@ class ChunkScorer:
     def score_onehot(self, sequence: str, onehot: torch.Tensor) -> float:
         """The score with the token one-hot inputs of ``sequence``'s chunks replaced by
         ``onehot`` (``(n_chunks, width, vocab)``; for finite-difference checks)."""
-        ids, mask, keep = self.chunker._batch(self.chunker.chunk_ids(_clean(sequence)))
+        ids, mask, keep = self.chunker.pad(self.chunker.chunk_ids(_clean(sequence)))
         with torch.inference_mode(), _onehot_inputs(self.embeddings, onehot.to(self.device)):
             features = self.chunk_features(ids, mask, keep)
             return float(self.combine(features.double().sum(0, keepdim=True))[0])
 
     def token_layout(self, sequence: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where each token of ``sequence`` sits: its bases ``(n, 2)``, chunk and column."""
-        from ..models.tokenization import token_base_spans
+        from ...models.tokenization import token_base_spans
 
         spans = token_base_spans(self.tokenizer, _clean(sequence))
-        room = self.chunker.max_length - (self.chunker._cls is not None)
-        room -= self.chunker._sep is not None
+        room = self.chunker.room
         order = np.arange(len(spans))
-        return spans, order // room, order % room + (self.chunker._cls is not None)
+        return spans, order // room, order % room + self.chunker.n_leading
 
     # --- internals ----------------------------------------------------------------------
 
@@ -216,7 +215,7 @@ class ChunkScorer:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 arrays = [np.frombuffer(k, dtype=np.int32).tolist() for k in batch]
-                features = self.chunk_features(*self.chunker._batch(arrays))
+                features = self.chunk_features(*self.chunker.pad(arrays))
                 for key, row in zip(batch, features.double().cpu().numpy(), strict=True):
                     self._cache[key] = row
                 self.n_chunks_evaluated += len(batch)
@@ -278,7 +277,7 @@ class ChunkScorer:
             if self.kind not in _POSITIONAL:
                 own = token_grad[self._vocab.get(text, self._unk)] / max(end - start, 1)
                 for position in range(start, end):
-                    base = _BASE_INDEX.get(sequence[position])
+                    base = BASE_INDEX.get(sequence[position])
                     if base is not None:
                         out[position, base] = np.nan_to_num(out[position, base]) + own
                 continue
@@ -342,7 +341,7 @@ class LikelihoodScorer(ChunkScorer):
         sequence = _clean(sequence)
         self._require_positional("one-pass log-likelihood ratios")
         chunks = self.chunker.chunk_ids(sequence)
-        ids, mask, _ = self.chunker._batch(chunks)
+        ids, mask, _ = self.chunker.pad(chunks)
         with torch.inference_mode():
             logits = self.network(input_ids=ids, attention_mask=mask).logits
             logp = torch.log_softmax(logits.float(), dim=-1).double().cpu().numpy()
@@ -368,9 +367,7 @@ class LikelihoodScorer(ChunkScorer):
         mask_id = self.tokenizer.mask_token_id
         if mask_id is None:
             raise ValueError("masked log-likelihood ratios need a tokenizer with [MASK]")
-        room = self.chunker.max_length - (self.chunker._cls is not None)
-        room -= self.chunker._sep is not None
-        width = room + tokenizer_info(self.tokenizer).get("k", 1) - 1
+        width = self.chunker.room + tokenizer_info(self.tokenizer).get("k", 1) - 1
         out = np.full((len(positions), 4), np.nan)
         jobs = []
         for n, position in enumerate(positions):
@@ -378,7 +375,7 @@ class LikelihoodScorer(ChunkScorer):
             context = sequence[lo : lo + width]
             spans, _, column_of = self.token_layout(context)
             covering = [t for t, (a, b) in enumerate(spans) if a <= position - lo < b]
-            if not covering or sequence[position] not in _BASE_INDEX:
+            if not covering or sequence[position] not in BASE_INDEX:
                 continue
             ids = self.chunker.chunk_ids(context)[0]
             for t in covering:
@@ -386,7 +383,7 @@ class LikelihoodScorer(ChunkScorer):
             jobs.append((n, position - lo, context, spans[covering], column_of[covering], ids))
         for start in range(0, len(jobs), batch_size):
             batch = jobs[start : start + batch_size]
-            ids, mask, _ = self.chunker._batch([job[-1] for job in batch])
+            ids, mask, _ = self.chunker.pad([job[-1] for job in batch])
             with torch.inference_mode():
                 logits = self.network(input_ids=ids, attention_mask=mask).logits
                 logp = torch.log_softmax(logits.float(), dim=-1).double().cpu().numpy()
@@ -411,7 +408,7 @@ class LikelihoodScorer(ChunkScorer):
             text = sequence[start:end]
             own = logp[self._vocab.get(text, self._unk)]
             for position in range(start, end):
-                if sequence[position] not in _BASE_INDEX:
+                if sequence[position] not in BASE_INDEX:
                     continue
                 if np.isnan(out[position, 0]):
                     out[position] = 0.0
@@ -439,10 +436,8 @@ def load_scorer(model: Any, *, target: str, device: str = "auto") -> ChunkScorer
             network, tokenizer = model
         else:
             raise TypeError("target='mlm' needs a masked-LM folder or a (model, tokenizer) pair")
-        from ..models.encoder import _context_length
-
         return LikelihoodScorer(
-            network, tokenizer, max_length=_context_length(network, tokenizer), device=device
+            network, tokenizer, max_length=context_length(network, tokenizer), device=device
         )
     raise ValueError(f"target must be 'expression' or 'mlm', not {target!r}")
 
@@ -450,8 +445,8 @@ def load_scorer(model: Any, *, target: str, device: str = "auto") -> ChunkScorer
 def _load_masked_lm(path: str) -> tuple[Any, Any]:
     from transformers import AutoModelForMaskedLM
 
-    from .._quiet import quiet_transformers
-    from ..models.tokenization import load_tokenizer
+    from ..._quiet import quiet_transformers
+    from ...models.tokenization import load_tokenizer
 
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no model directory at {path} (models are never downloaded)")
@@ -478,7 +473,7 @@ def _substitutions(
     """``(position, None)`` then ``(position, base)`` for the three other bases, for every
     position (of ``positions``, default all) holding A/C/G/T."""
     for position in range(len(sequence)) if positions is None else sorted(set(positions)):
-        own = _BASE_INDEX.get(sequence[position])
+        own = BASE_INDEX.get(sequence[position])
         if own is None:
             continue
         yield position, None

@@ -14,7 +14,7 @@ from sklearn.cluster import KMeans
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 
-from ._expression import _dosage_source, _expression, _resolve_genes
+from .features import dosage_source, expression_values, resolve_genes
 
 __all__ = ["best_silhouette", "cis_heritability", "common_variants", "predictability"]
 
@@ -38,8 +38,10 @@ def predictability(
     genes: Sequence[str] | None = None,
     window: int = 1_000_000,
     min_maf: float = 0.05,
-    rng: int | None = 0,
-) -> pd.DataFrame:
+    random_state: int | None = 0,
+    key_added: str = UNS_KEY,
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Per gene: how separable people are in embedding space, and how heritable expression is.
 
     Three properties that may explain why a genotype-to-expression model works for some
@@ -90,17 +92,24 @@ def predictability(
     min_maf
         Smallest minor allele frequency of a variant in the heritability's relationship
         matrix (see :func:`cis_heritability`).
-    rng
+    random_state
         Seed of k-means (and of the people sampled for the silhouette of a large cohort).
+
+    key_added
+        The ``uns`` key of the results.
+    copy
+        Work on and return a copy of ``adata``.
 
     Returns
     -------
-    DataFrame indexed by gene id with ``gene_name``, ``n_haplotypes``, ``silhouette``,
+    ``None``, or the annotated copy when ``copy=True``. The table
+    (:func:`genlm_sc.get.predictability`) is indexed by gene id with ``gene_name``,
+    ``n_haplotypes``, ``silhouette``,
     ``silhouette_k`` (the best k), ``cis_h2``, ``n_cis_variants`` (variants kept for
     it) and, with
     ``method_key``, ``r``. Sets ``adata.var`` columns ``gl_silhouette``,
     ``gl_silhouette_k``, ``gl_cis_h2`` and ``gl_n_cis_variants`` (NaN for genes not
-    computed), and ``adata.uns["gl_predictability"]``: ``"params"`` (the settings and
+    computed), and ``adata.uns[key_added]``: ``"table"``, ``"params"`` (the settings and
     ``r_column``, the ``var`` column of r or ``""``) and ``"correlations"``: a table of
     Spearman rho (with its p-value and the number of genes with both values) of r
     against silhouette, number of haplotypes and cis-h², and of silhouette against
@@ -109,9 +118,10 @@ def predictability(
     grid = sorted({int(k) for k in n_clusters})
     if not grid or grid[0] < 2:
         raise ValueError(f"n_clusters must be integers of at least 2, not {grid}")
+    adata = adata.copy() if copy else adata
     r_column = _r_column(adata, method_key)
-    gene_ids = _resolve_genes(adata, genes)
-    separability = _separability(adata, gene_ids, use_rep, diploid, grid, rng)
+    gene_ids = resolve_genes(adata, genes)
+    separability = _separability(adata, gene_ids, use_rep, diploid, grid, random_state)
     heritability = _heritability(adata, gene_ids, window, min_maf)
 
     var = adata.var.loc[gene_ids]
@@ -133,7 +143,8 @@ def predictability(
         if name not in adata.var.columns:
             adata.var[name] = np.nan
         adata.var.loc[gene_ids, name] = table[column].to_numpy(dtype=np.float64)
-    adata.uns[UNS_KEY] = {
+    adata.uns[key_added] = {
+        "table": table,
         "params": {
             "use_rep": use_rep,
             "diploid": diploid,
@@ -142,15 +153,15 @@ def predictability(
             "r_column": r_column,
             "window": int(window),
             "min_maf": float(min_maf),
-            "rng": -1 if rng is None else int(rng),
+            "random_state": -1 if random_state is None else int(random_state),
         },
         "correlations": _correlations(table),
     }
-    return table
+    return adata if copy else None
 
 
 def best_silhouette(
-    x: np.ndarray, *, n_clusters: Iterable[int] = N_CLUSTERS, rng: int | None = 0
+    x: np.ndarray, *, n_clusters: Iterable[int] = N_CLUSTERS, random_state: int | None = 0
 ) -> tuple[float, int]:
     """Best mean silhouette width of k-means clusterings of ``x`` over a grid of k.
 
@@ -160,7 +171,7 @@ def best_silhouette(
         Observations × features (Euclidean distance).
     n_clusters
         The k tried; those above the number of distinct rows of ``x`` are skipped.
-    rng
+    random_state
         Seed of k-means (``n_init=4``) and of the sample of a large ``x``
         (more than ``MAX_SILHOUETTE_PEOPLE`` rows).
 
@@ -180,10 +191,10 @@ def best_silhouette(
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            labels = KMeans(k, n_init=KMEANS_INIT, random_state=rng).fit_predict(x)
+            labels = KMeans(k, n_init=KMEANS_INIT, random_state=random_state).fit_predict(x)
         if np.unique(labels).size < 2:
             continue
-        score = float(silhouette_score(x, labels, sample_size=sample, random_state=rng))
+        score = float(silhouette_score(x, labels, sample_size=sample, random_state=random_state))
         if not score <= best:  # also replaces the initial NaN
             best, best_k = score, k
     return best, best_k
@@ -276,14 +287,14 @@ def _separability(
     use_rep: str,
     diploid: str,
     grid: list[int],
-    rng: int | None,
+    random_state: int | None,
 ) -> pd.DataFrame:
-    from ..get import gene_view
+    from ...get import gene_view
 
     rows = []
     for gene in genes:
         x = gene_view(adata, gene, key=use_rep, diploid=diploid).obsm[use_rep]
-        rows.append(best_silhouette(x, n_clusters=grid, rng=rng))
+        rows.append(best_silhouette(x, n_clusters=grid, random_state=random_state))
     table = pd.DataFrame(rows, index=genes, columns=["silhouette", "silhouette_k"])
     return table.astype({"silhouette": np.float64, "silhouette_k": np.int64})
 
@@ -294,9 +305,9 @@ def _heritability(adata: ad.AnnData, genes: list[str], window: int, min_maf: flo
     )
     if adata.X is None or adata.n_vars == 0:
         return table
-    dosages = _dosage_source(adata, window=window)
+    dosages = dosage_source(adata, window=window)
     for gene in genes:
-        x, y = dosages(gene)[0], _expression(adata, gene)
+        x, y = dosages(gene)[0], expression_values(adata, gene)
         kept = common_variants(x[np.isfinite(y)], min_maf=min_maf).shape[1]
         table.loc[gene] = [cis_heritability(x, y, min_maf=min_maf), kept]
     return table.astype({"n_cis_variants": np.int64})

@@ -10,9 +10,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .._devices import resolve_device, resolve_precision, without_denormals
-from .._quiet import quiet_transformers
-from ..models.record import RECORD_FILE
+from ..._devices import resolve_device, resolve_precision, without_denormals
+from ..._quiet import quiet_transformers
+from ...models.record import RECORD_FILE
 
 __all__ = ["pretrain"]
 
@@ -37,7 +37,7 @@ def pretrain(
     eval_steps: int = 100,
     eval_examples: int = 256,
     save_steps: int | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
     resume: bool = True,
@@ -49,7 +49,7 @@ def pretrain(
     Parameters
     ----------
     corpus
-        A :class:`~genlm_sc.models.PretrainingCorpus` (reference sequence, and for a
+        A :class:`~genlm_sc.pp.PretrainingCorpus` (reference sequence, and for a
         variant-aware model variant-centred windows and/or real haplotypes), or the path
         of a FASTA whose records are all used.
     output_dir
@@ -81,7 +81,7 @@ def pretrain(
         Evaluate every ``eval_steps`` steps on up to ``eval_examples`` held-out windows.
     save_steps
         Checkpoint interval (default ``eval_steps``); the last two are kept.
-    seed
+    random_state
         Seeds model initialisation, example order and masking.
     device
         ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``. Several GPUs
@@ -106,13 +106,13 @@ def pretrain(
     import torch
     from transformers import TrainingArguments, set_seed
 
-    from ..models import PretrainingCorpus
-    from ..models.corpus import CropDataset, tile_sequences
-    from ..models.masking import DnaMaskingCollator
+    from ...models.masking import DnaMaskingCollator
+    from ...pp.corpus import CropDataset, PretrainingCorpus, tile_sequences
+    from ..training import last_checkpoint, run_settings
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    set_seed(seed)
+    set_seed(random_state)
     if not isinstance(corpus, PretrainingCorpus):
         corpus = PretrainingCorpus().add_fasta(corpus)
     if eval_corpus is None:
@@ -123,10 +123,10 @@ def pretrain(
     max_tokens = sequence_length + 2
 
     train_set = CropDataset(
-        corpus, length=sequence_length, n_examples=max_steps * batch_size, seed=seed
+        corpus, length=sequence_length, n_examples=max_steps * batch_size, random_state=random_state
     )
     held_out = tile_sequences(eval_corpus, length=sequence_length)
-    picks = np.random.default_rng(seed).permutation(len(held_out))[:eval_examples]
+    picks = np.random.default_rng(random_state).permutation(len(held_out))[:eval_examples]
     eval_sets = {"heldout": [held_out[i] for i in np.sort(picks)]}
     with_variants = [t for t in held_out if t["variant"] is not None and t["variant"].any()]
     if with_variants:
@@ -136,15 +136,15 @@ def pretrain(
         max_length=max_tokens,
         mlm_probability=mlm_probability,
         variant_mlm_probability=variant_mlm_probability,
-        seed=seed,
+        random_state=random_state,
     )
     eval_collators = {
         "heldout": DnaMaskingCollator(
             tokenizer, max_length=max_tokens, mlm_probability=mlm_probability,
-            seed=seed + 1, deterministic=True,
+            random_state=random_state + 1, deterministic=True,
         ),
         "variants": DnaMaskingCollator(
-            tokenizer, max_length=max_tokens, seed=seed + 1, deterministic=True,
+            tokenizer, max_length=max_tokens, random_state=random_state + 1, deterministic=True,
             only_variants=True,
         ),
     }  # fmt: skip
@@ -167,7 +167,9 @@ def pretrain(
         save_total_limit=2,
         logging_steps=max(min(eval_steps // 5, 50), 1),
         include_for_metrics=[],
-        **run_settings(seed=seed, precision=dtype, device=resolved, progress=progress),
+        **run_settings(
+            random_state=random_state, precision=dtype, device=resolved, progress=progress
+        ),
     )
     trainer = _trainer_class()(
         model=mlm,
@@ -183,7 +185,7 @@ def pretrain(
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)
-    checkpoint = _last_checkpoint(output_dir / "checkpoints") if resume else None
+    checkpoint = last_checkpoint(output_dir / "checkpoints") if resume else None
     with quiet_transformers(not progress):
         without_denormals(  # denormals slow CPU training steps
             lambda: trainer.train(resume_from_checkpoint=checkpoint), device=resolved
@@ -196,7 +198,7 @@ def pretrain(
         "corpus": corpus.description(),
         "eval_corpus": eval_corpus.description(),
         "tokenizer": _tokenizer_record(tokenizer),
-        "seed": seed,
+        "random_state": random_state,
         "sequence_length": sequence_length,
         "mlm_probability": mlm_probability,
         "variant_mlm_probability": variant_mlm_probability,
@@ -213,17 +215,6 @@ def pretrain(
     }
     (output_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
     return output_dir
-
-
-def run_settings(*, seed: int, precision: str, device: str, progress: bool) -> dict[str, Any]:
-    """``TrainingArguments`` every Trainer run here shares: seeds, precision, device, no
-    reporting or worker processes, model inputs passed through as given."""
-    return {
-        "seed": seed, "data_seed": seed, "bf16": precision == "bf16",
-        "fp16": precision == "fp16", "use_cpu": device == "cpu", "report_to": [],
-        "disable_tqdm": not progress, "remove_unused_columns": False,
-        "dataloader_num_workers": 0,
-    }  # fmt: skip
 
 
 def _trainer_class():
@@ -254,7 +245,7 @@ def _trainer_class():
 
 def _hold_out(corpus):
     """Split a corpus into training and held-out parts (see ``eval_corpus``)."""
-    from ..models import PretrainingCorpus
+    from ...pp.corpus import PretrainingCorpus
 
     train, held = PretrainingCorpus(sources=corpus.sources), PretrainingCorpus()
     many = len(corpus) >= 20
@@ -273,7 +264,7 @@ def _hold_out(corpus):
 
 
 def _tokenizer(tokenizer: Any, corpus, *, k: int, vocab_size: int):
-    from ..models import build_tokenizer, load_tokenizer
+    from ...models import build_tokenizer, load_tokenizer
 
     if isinstance(tokenizer, str) and tokenizer in ("char", "kmer", "nt_kmer", "bpe"):
         sample = corpus.sequences[:: max(len(corpus) // 2000, 1)]
@@ -286,7 +277,7 @@ def _tokenizer(tokenizer: Any, corpus, *, k: int, vocab_size: int):
 def _model(model: Any, tokenizer):
     from transformers import AutoModelForMaskedLM, PretrainedConfig
 
-    from ..models import GenlmConvConfig
+    from ...models import GenlmConvConfig
 
     if isinstance(model, str | os.PathLike):
         return AutoModelForMaskedLM.from_pretrained(model)
@@ -312,7 +303,7 @@ def _masked_accuracy(prediction) -> dict[str, float]:
 
 
 def _final_metrics(raw: dict[str, float], tokenizer) -> dict[str, float]:
-    from ..models import tokenizer_info
+    from ...models import tokenizer_info
 
     out = {}
     single_base = tokenizer_info(tokenizer)["kind"] == "char"
@@ -328,14 +319,6 @@ def _final_metrics(raw: dict[str, float], tokenizer) -> dict[str, float]:
 
 
 def _tokenizer_record(tokenizer) -> dict[str, Any]:
-    from ..models import tokenizer_info
+    from ...models import tokenizer_info
 
     return {**tokenizer_info(tokenizer), "vocab_size": len(tokenizer)}
-
-
-def _last_checkpoint(folder: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    if not folder.is_dir():
-        return None
-    return get_last_checkpoint(os.fspath(folder))

@@ -10,9 +10,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..pp.haplotypes import reverse_complement_text
-from ._attribution import gene_window
-from ._scoring import _BASE_INDEX, LikelihoodScorer, load_scorer
+from ..._dna import BASE_INDEX
+from ...pp.haplotypes import reverse_complement_text
+from .attribute import gene_window
+from .scorers import LikelihoodScorer, load_scorer
 
 __all__ = ["variant_effects"]
 
@@ -27,7 +28,8 @@ def variant_effects(
     batch_size: int = 32,
     device: str = "auto",
     key_added: str = "gl_variant_effects",
-) -> pd.DataFrame:
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Score every variant in a gene's window.
 
     Parameters
@@ -54,12 +56,15 @@ def variant_effects(
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
     key_added
         The table is stored in ``adata.uns[key_added][gene_id]``.
+    copy
+        Work on and return a copy of ``adata``.
 
     Returns
     -------
-    DataFrame, one row per variant allele: ``variant_id``, ``chrom``, ``position``
-    (0-based, ``POS - 1``), ``ref``, ``alt``, ``kind`` (``"snv"``, ``"mnv"``,
-    ``"insertion"``, ``"deletion"``, ``"complex"``), ``alt_frequency`` (ALT share of the
+    ``None``, or the annotated copy when ``copy=True``. The table
+    (:func:`genlm_sc.get.variant_effects`) has one row per variant allele: ``variant_id``,
+    ``chrom``, ``position`` (0-based, ``POS - 1``), ``ref``, ``alt``, ``kind`` (``"snv"``,
+    ``"mnv"``, ``"insertion"``, ``"deletion"``, ``"complex"``), ``alt_frequency`` (ALT share of the
     cohort's called haplotypes) and ``n_carriers`` (people with at least one copy), and:
 
     ``llr_masked`` (with ``model``; SNVs)
@@ -84,12 +89,13 @@ def variant_effects(
     """
     if model is None and expression_model is None:
         raise ValueError("give a masked language model (model=) and/or expression_model=")
-    from ..get import _gene_slice, _sample_rows, haplotype_store
+    from ...get import gene_index, haplotype_store, sample_rows
 
+    adata = adata.copy() if copy else adata
     window = gene_window(adata, gene)
     ds = haplotype_store(adata)
-    g, _, _ = _gene_slice(ds, window.gene, adata)
-    _, people = _sample_rows(ds, adata, None)
+    g, _, _ = gene_index(adata, window.gene)
+    _, people = sample_rows(adata)
     rows = np.flatnonzero(ds["variant_gene"].values == g)
     calls = ds["genotype"][:, rows, :].values[people]  # (people, the window's variants, ploidy)
     forward = window.sequence
@@ -107,7 +113,7 @@ def variant_effects(
     if eqtl is not None:
         table = _join_eqtl(table, eqtl, window.gene, adata)
     adata.uns.setdefault(key_added, {})[window.gene] = table
-    return table
+    return adata if copy else None
 
 
 # --- variants ---------------------------------------------------------------------------
@@ -173,7 +179,7 @@ def _add_likelihood_scores(table, forward, window, model, batch_size, device) ->
     snv = (table["kind"] == "snv").to_numpy()
     at = table["position"].to_numpy() - window.start
     inside = snv & (at >= 0) & (at < len(forward))
-    alt_base = np.array([_BASE_INDEX.get(a, -1) for a in table["alt"]])
+    alt_base = np.array([BASE_INDEX.get(a, -1) for a in table["alt"]])
     inside &= alt_base >= 0
     masked = np.full(len(table), np.nan)
     one_pass = np.full(len(table), np.nan)
@@ -200,7 +206,7 @@ def _both_strands(llr, forward: str, positions: np.ndarray, alt: np.ndarray) -> 
 
 
 def _embedding_shift(table, forward, window, model, device) -> np.ndarray:
-    from ..models.encoder import load_encoder
+    from ...models.encoder import load_encoder
 
     encoder = load_encoder(model, device=device, precision="fp32")
     windows = [_oriented(forward, window)]
@@ -240,7 +246,7 @@ def _carrier_effects(table, alleles, calls, carried, adata, window, scorer) -> n
 
     ``calls`` (people, window variants, ploidy) are allele indices and ``carried`` (people,
     ploidy) the store's haplotype index of each person's two haplotypes."""
-    from ..get import reference_positions, unique_haplotypes
+    from ...get import reference_positions, unique_haplotypes
 
     haplotypes = unique_haplotypes(adata, window.gene)
     lo = int(haplotypes.index[0])
@@ -289,7 +295,7 @@ def _restore_reference(sequence, coordinates, window, position, ref, alt) -> str
 
 
 def _join_eqtl(table: pd.DataFrame, eqtl, gene_id: str, adata: ad.AnnData) -> pd.DataFrame:
-    from ..io.eqtl import read_eqtl
+    from ...io.eqtl import read_eqtl
 
     eqtls = eqtl if isinstance(eqtl, pd.DataFrame) else read_eqtl(eqtl)
     by_id = eqtls.drop_duplicates("rsid").set_index("rsid")

@@ -7,29 +7,27 @@ and trains it on the ``train`` rows of a labelled sequence panel
 evaluation on the ``dev`` rows, early stopping on a dev metric, the best dev checkpoint
 kept, and test metrics (MCC, macro F1, accuracy) on the ``test`` rows.
 
-The model (:class:`SequenceClassifier`) mean-pools the encoder's token states over each
-sequence (all chunks of a long one, special and padding tokens excluded; the pooling of
-:class:`~genlm_sc.tl._finetune.PooledSequenceModel`, shared with the expression
-fine-tuning), standardises the pooled vector with fixed means and scales (those of the
-training sequences under the initial encoder: mean-pooled states differ little between
-sequences) and applies dropout and a linear layer. Two ways of adapting the encoder:
+The model (:class:`~genlm_sc.models.heads.SequenceClassifier`) mean-pools the encoder's
+token states over each sequence (all chunks of a long one, special and padding tokens
+excluded; the pooling of :class:`~genlm_sc.models.heads.PooledSequenceModel`, shared with
+the expression fine-tuning), standardises the pooled vector with fixed means and scales
+(those of the training sequences under the initial encoder: mean-pooled states differ
+little between sequences) and applies dropout and a linear layer. Two ways of adapting the encoder:
 
 ``method="full"``
     Every weight is trained.
 ``method="lora"``
     Low-rank adapters (:mod:`peft` LoRA) on the encoder's linear layers (those of
-    :data:`~genlm_sc.tl._finetune.LORA_TARGETS`); the pretrained weights stay frozen, only
+    :data:`~genlm_sc.models.adapters.LORA_TARGETS`); the pretrained weights stay frozen, only
     the adapters and the head are trained. Adapters are merged into the weights after
     training, so a saved model is a plain encoder plus the head.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
@@ -37,17 +35,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from torch import nn
-from transformers import TrainerCallback
 
-from .._devices import resolve_device, resolve_precision, without_denormals
-from ..models.encoder import load_encoder
-from ._finetune import PooledSequenceModel, _add_lora, _prune
-from ._pretrain import run_settings
+from ..._devices import resolve_device, resolve_precision, without_denormals
+from ...models.adapters import adapt_encoder, merge_adapters
+from ...models.encoder import load_encoder
+from ...models.heads import SequenceClassifier
+from ..training import TimeBudget, quiet_trainer, run_settings
 
 __all__ = [
-    "SequenceClassifier",
     "classification_metrics",
     "fit_classifier",
     "predict_classifier",
@@ -55,123 +50,10 @@ __all__ = [
 
 Method = Literal["full", "lora"]
 T = TypeVar("T")
-#: File of the classification head's weights in a saved model folder.
-HEAD_WEIGHTS = "classification_head.pt"
-#: File of the head's settings (classes, context) in a saved model folder.
-HEAD_CONFIG = "classification_head.json"
 #: Split names read from ``obs[split_key]``.
 TRAIN, DEV, TEST = "train", "dev", "test"
 #: Training rows whose pooled vectors set the head's input standardisation.
 STANDARDISE_ROWS = 2048
-
-
-class SequenceClassifier(PooledSequenceModel):
-    """Encoder, mean pooling over each sequence, fixed standardisation, dropout, linear head.
-
-    Parameters
-    ----------
-    encoder
-        A Hugging Face base encoder returning ``last_hidden_state``.
-    tokenizer
-        Its tokenizer.
-    max_length
-        Tokens per chunk, special tokens included (long sequences are chunked).
-    classes
-        The label of each output, in order (numbers or strings).
-    dropout
-        Dropout on the pooled vector before the head (in training).
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module,
-        tokenizer: Any,
-        *,
-        max_length: int,
-        classes: Sequence[Any],
-        dropout: float = 0.1,
-    ):
-        super().__init__(encoder, tokenizer, max_length=max_length)
-        if len(classes) < 2:
-            raise ValueError(f"a classifier needs at least two classes, got {list(classes)}")
-        self.classes = [_plain(c) for c in classes]
-        self.dropout_rate = float(dropout)
-        width = int(encoder.config.hidden_size)
-        self.head = nn.Sequential(
-            _Standardise(width),
-            nn.Dropout(self.dropout_rate),
-            nn.Linear(width, len(self.classes)),
-        )
-
-    def forward(self, sequences: Sequence[str], labels: torch.Tensor | None = None) -> Any:
-        """Logits ``(n, n_classes)``, and with ``labels`` (class indices) the mean
-        cross-entropy, as a :class:`~transformers.modeling_outputs.SequenceClassifierOutput`."""
-        from transformers.modeling_outputs import SequenceClassifierOutput
-
-        logits = self.head(self.pool(sequences))
-        loss = None if labels is None else F.cross_entropy(logits, labels.to(logits.device))
-        return SequenceClassifierOutput(loss=loss, logits=logits)
-
-    def standardise_inputs(self, sequences: Sequence[str], *, batch_size: int = 64) -> None:
-        """Set the head's fixed input means and scales to those of the pooled vectors of
-        ``sequences`` under the current encoder (done once, before training)."""
-
-        @torch.no_grad()
-        def pooled() -> torch.Tensor:
-            parts = range(0, len(sequences), batch_size)
-            return torch.cat([self.pool(sequences[i : i + batch_size]).double() for i in parts])
-
-        was_training = self.training
-        self.eval()
-        features = without_denormals(pooled, device=self.device)
-        self.head[0].mean.copy_(features.mean(0).float())
-        self.head[0].scale.copy_(
-            torch.sqrt(features.var(0, correction=0) + _Standardise.EPS).float()
-        )
-        self.train(was_training)
-
-    def predict_proba(self, sequences: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)`` (float64), in evaluation mode; sequences
-        of similar length are batched together."""
-        order = np.argsort([len(s) for s in sequences], kind="stable")
-        out = np.empty((len(sequences), len(self.classes)), dtype=np.float64)
-
-        @torch.inference_mode()
-        def fill() -> None:
-            for start in range(0, len(order), batch_size):
-                picked = order[start : start + batch_size]
-                logits = self([sequences[i] for i in picked]).logits.float()
-                out[picked] = torch.softmax(logits, dim=-1).double().cpu().numpy()
-
-        was_training = self.training
-        self.eval()
-        without_denormals(fill, device=self.device)
-        self.train(was_training)
-        return out
-
-    head_weights = HEAD_WEIGHTS
-    head_config = HEAD_CONFIG
-    saved_kind = "fine-tuned sequence classifier"
-
-    def head_settings(self) -> dict[str, Any]:
-        return {"max_length": self.max_length, "classes": self.classes,
-                "dropout": self.dropout_rate}  # fmt: skip
-
-
-class _Standardise(nn.Module):
-    """``(x - mean) / scale`` with fixed buffers, set by
-    :meth:`SequenceClassifier.standardise_inputs`: mean-pooled token states differ little
-    between sequences, and fixed statistics keep training and evaluation consistent."""
-
-    EPS = 1e-10
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(width))
-        self.register_buffer("scale", torch.ones(width))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return (features - self.mean) / self.scale
 
 
 def classification_metrics(y_true: Sequence[Any], y_pred: Sequence[Any]) -> dict[str, float]:
@@ -224,7 +106,7 @@ def fit_classifier(
     output_dir: str | os.PathLike | None = None,
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
-    rng: int = 0,
+    random_state: int = 0,
     key_added: str = "gl_classifier",
     progress: bool = True,
     copy: bool = False,
@@ -241,7 +123,7 @@ def fit_classifier(
         ``obs[split_key]``: ``"train"`` rows are trained on, ``"dev"`` rows steer early
         stopping and the choice of the kept checkpoint, ``"test"`` rows are predicted and
         scored; rows of any other split are left alone. Without a ``split_key`` column a
-        stratified random 80/10/10 split (seeded by ``rng``) is drawn and written there.
+        stratified random 80/10/10 split (seeded by ``random_state``) is drawn and written there.
     model
         A local checkpoint directory of a pretrained masked LM with its tokenizer (ours from
         :func:`genlm_sc.tl.pretrain`, or a DNABERT-, Nucleotide Transformer- or
@@ -295,7 +177,7 @@ def fit_classifier(
     precision
         As in :func:`genlm_sc.tl.pretrain` (``"auto"``: bf16 where the hardware computes it
         natively, else fp32).
-    rng
+    random_state
         Seed of the head's and adapters' initialisation, the batch order and dropout.
     key_added
         Prefix of the ``obs`` columns and key of the ``uns`` record.
@@ -323,8 +205,8 @@ def fit_classifier(
     """
     from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 
-    from .._quiet import quiet_transformers
-    from ..get import sequences as panel_sequences
+    from ..._quiet import quiet_transformers
+    from ...get import sequences as panel_sequences
 
     if method not in ("full", "lora"):
         raise ValueError(f"method must be 'full' or 'lora', not {method!r}")
@@ -336,7 +218,7 @@ def fit_classifier(
         raise ValueError("patience must be at least 1 (or None: no early stopping)")
     adata = adata.copy() if copy else adata
     if split_key not in adata.obs.columns:
-        adata.obs[split_key] = _random_split(adata.obs[label_key], rng)
+        adata.obs[split_key] = _random_split(adata.obs[label_key], random_state)
     split = adata.obs[split_key].astype(str).to_numpy()
     rows = {name: np.flatnonzero(split == name) for name in (TRAIN, DEV, TEST)}
     if rows[TRAIN].size == 0:
@@ -350,7 +232,7 @@ def fit_classifier(
     target = _codes(labels, used, code)
     sequences = panel_sequences(adata).tolist()
 
-    set_seed(rng)
+    set_seed(random_state)
     network = _build(
         model, method=method, classes=classes, dropout=dropout, lora_rank=lora_rank,
         lora_alpha=lora_alpha, target_modules=target_modules, n_layers=n_layers,
@@ -358,7 +240,7 @@ def fit_classifier(
     )  # fmt: skip
     resolved = resolve_device(device)
     network.to(resolved)
-    picked = np.random.default_rng(rng).permutation(rows[TRAIN])[:STANDARDISE_ROWS]
+    picked = np.random.default_rng(random_state).permutation(rows[TRAIN])[:STANDARDISE_ROWS]
     network.standardise_inputs([sequences[i] for i in np.sort(picked)], batch_size=2 * batch_size)
     n_trainable = int(sum(p.numel() for p in network.parameters() if p.requires_grad))
     train_set = [{"sequence": sequences[i], "label": int(target[i])} for i in rows[TRAIN]]
@@ -367,7 +249,7 @@ def fit_classifier(
     dtype = resolve_precision(precision, resolved)
     evaluate = len(dev_set) > 0
     strategy = "no" if not evaluate else ("epoch" if eval_steps is None else "steps")
-    budget = _TimeBudget(time_budget)
+    budget = TimeBudget(time_budget)
     callbacks: list[Any] = [budget]
     if evaluate and patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
@@ -393,7 +275,9 @@ def fit_classifier(
             greater_is_better=best_metric == "mcc" if evaluate else None,
             logging_steps=eval_steps or 50,
             label_names=["labels"],
-            **run_settings(seed=rng, precision=dtype, device=resolved, progress=progress),
+            **run_settings(
+                random_state=random_state, precision=dtype, device=resolved, progress=progress
+            ),
         )
         trainer = _trainer(network, args, train_set, dev_set if evaluate else None, callbacks)
         if not progress:
@@ -401,13 +285,14 @@ def fit_classifier(
 
             trainer.remove_callback(PrinterCallback)
         start = time.perf_counter()
-        with quiet_transformers(not progress), _quiet_trainer():
+        with quiet_transformers(not progress), quiet_trainer():
             without_denormals(trainer.train, device=resolved)
         train_seconds = time.perf_counter() - start
     state = trainer.state
-    network = trainer.model
-    if hasattr(network.encoder, "merge_and_unload"):
-        network.encoder = network.encoder.merge_and_unload()
+    # without the mixed-precision wrapper of training: predictions here equal those of the
+    # saved model (which loads in fp32)
+    network = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+    network.encoder = merge_adapters(network.encoder)
     network.eval()
 
     test_sequences = [sequences[i] for i in rows[TEST]]
@@ -465,7 +350,7 @@ def fit_classifier(
             "max_length": network.max_length,
             "device": resolved,
             "precision": dtype,
-            "rng": rng,
+            "random_state": random_state,
         },
     }
     return adata if copy else None
@@ -503,7 +388,7 @@ def predict_classifier(
     if not isinstance(model, SequenceClassifier):
         model = SequenceClassifier.from_pretrained(model, device=device)
     if isinstance(sequences, ad.AnnData):
-        from ..get import sequences as panel_sequences
+        from ...get import sequences as panel_sequences
 
         sequences = panel_sequences(sequences).tolist()
     elif isinstance(sequences, str):
@@ -537,15 +422,10 @@ def _build(
     encoder = pretrained.model
     if not isinstance(model, str | os.PathLike):
         encoder = copy.deepcopy(encoder)
-    encoder = encoder.float()
-    if n_layers is not None:
-        _prune(encoder, n_layers)
-    if method == "lora":
-        encoder = _add_lora(
-            encoder, rank=lora_rank, alpha=lora_alpha, target_modules=target_modules
-        )
-    else:
-        encoder.requires_grad_(True)
+    encoder = adapt_encoder(
+        encoder, lora=method == "lora", n_layers=n_layers, lora_rank=lora_rank,
+        lora_alpha=lora_alpha, target_modules=target_modules,
+    )  # fmt: skip
     return SequenceClassifier(
         encoder, pretrained.tokenizer, max_length=pretrained.max_length, classes=classes,
         dropout=dropout,
@@ -579,42 +459,6 @@ def _trainer(network, args, train_set, dev_set, callbacks):
     )
 
 
-class _TimeBudget(TrainerCallback):
-    """Stops training (after one more evaluation and save) once ``seconds`` have passed."""
-
-    def __init__(self, seconds: float | None):
-        self.seconds = seconds
-        self.hit = False
-        self.start = 0.0
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.seconds is None or time.perf_counter() - self.start < self.seconds:
-            return
-        self.hit = True
-        control.should_training_stop = True
-        if args.eval_strategy != "no":
-            control.should_evaluate = True
-            control.should_save = True
-
-
-@contextlib.contextmanager
-def _quiet_trainer():
-    """Silence the Trainer's notes about a model that is not a ``PreTrainedModel``."""
-    from transformers.utils import logging
-
-    verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing")
-            yield
-    finally:
-        logging.set_verbosity(verbosity)
-
-
 def _plain(value: Any) -> Any:
     """A numpy scalar as the Python value (JSON-ready)."""
     return value.item() if isinstance(value, np.generic) else value
@@ -636,7 +480,7 @@ def _codes(labels: pd.Series, used: np.ndarray, code: Mapping[Any, int]) -> np.n
     return out
 
 
-def _random_split(labels: pd.Series, seed: int) -> pd.Categorical:
+def _random_split(labels: pd.Series, random_state: int) -> pd.Categorical:
     """Stratified 80/10/10 train/dev/test split (plain random where a class is too rare)."""
     from sklearn.model_selection import train_test_split
 
@@ -644,9 +488,13 @@ def _random_split(labels: pd.Series, seed: int) -> pd.Categorical:
     values = labels.astype(str).to_numpy()
     counts = pd.Series(values).value_counts()
     stratify = values if counts.min() >= 10 else None
-    train, rest = train_test_split(index, test_size=0.2, random_state=seed, stratify=stratify)
+    train, rest = train_test_split(
+        index, test_size=0.2, random_state=random_state, stratify=stratify
+    )
     rest_stratify = values[rest] if stratify is not None else None
-    dev, test = train_test_split(rest, test_size=0.5, random_state=seed, stratify=rest_stratify)
+    dev, test = train_test_split(
+        rest, test_size=0.5, random_state=random_state, stratify=rest_stratify
+    )
     out = np.empty(len(labels), dtype=object)
     out[train], out[dev], out[test] = TRAIN, DEV, TEST
     return pd.Categorical(out, categories=[TRAIN, DEV, TEST])

@@ -11,7 +11,9 @@ import anndata as ad
 import numpy as np
 import xarray as xr
 
-from ._scoring import BASES, load_scorer
+from ..._dna import BASES
+from ...get import gene_id, gene_index, gene_name, haplotype_store, is_cohort, sequences
+from .scorers import load_scorer
 
 __all__ = ["attribute"]
 
@@ -44,53 +46,25 @@ class GeneWindow:
         return np.where(inside, index, -1)
 
 
-def is_cohort(adata: ad.AnnData) -> bool:
-    """Whether ``adata`` has a haplotype store (a cohort) rather than being a panel."""
-    return bool(adata.uns.get("gl", {}).get("store"))
-
-
 def gene_window(adata: ad.AnnData, gene: str) -> GeneWindow:
     """The window of ``gene`` (id or unique name) of a cohort or a panel."""
-    from ..get import sequences
-
     if is_cohort(adata):
-        from ..get import _gene_slice, haplotype_store
-
         ds = haplotype_store(adata)
-        g, _, _ = _gene_slice(ds, gene, adata)
-        gene_id = str(ds["gene"].values[g])
-        sequence = sequences(adata[:, [gene_id]])[gene_id]
+        g, _, _ = gene_index(adata, gene)
+        window_id = str(ds["gene"].values[g])
+        sequence = sequences(adata[:, [window_id]])[window_id]
         return GeneWindow(
-            gene_id, str(ds["gene_chrom"].values[g]), int(ds["gene_window_start"].values[g]),
+            window_id, str(ds["gene_chrom"].values[g]), int(ds["gene_window_start"].values[g]),
             int(ds["gene_window_end"].values[g]), str(ds["gene_strand"].values[g]), sequence,
         )  # fmt: skip
-    gene_id = _panel_gene(adata, gene)
-    sequence = sequences(adata[[gene_id]])[gene_id]
-    row = adata.obs.loc[gene_id]
+    window_id = gene_id(adata, gene)
+    sequence = sequences(adata[[window_id]])[window_id]
+    row = adata.obs.loc[window_id]
     if {"chrom", "start", "end"} <= set(adata.obs.columns):
         strand = str(row.get("strand", "+"))
-        return GeneWindow(gene_id, str(row["chrom"]), int(row["start"]), int(row["end"]),
+        return GeneWindow(window_id, str(row["chrom"]), int(row["start"]), int(row["end"]),
                           strand, sequence)  # fmt: skip
-    return GeneWindow(gene_id, "", 0, len(sequence), "+", sequence)
-
-
-def gene_name(adata: ad.AnnData, gene_id: str) -> str:
-    """The ``gene_name`` of a gene id (``var`` of a cohort, ``obs`` of a panel), else the id."""
-    for table in (adata.var, adata.obs):
-        if "gene_name" in table.columns and gene_id in table.index:
-            return str(table.loc[gene_id, "gene_name"])
-    return gene_id
-
-
-def _panel_gene(adata: ad.AnnData, gene: str) -> str:
-    if gene in adata.obs_names:
-        return gene
-    for column in ("gene_name", "name"):
-        if column in adata.obs.columns:
-            hits = adata.obs_names[adata.obs[column].astype(str) == gene]
-            if len(hits) == 1:
-                return str(hits[0])
-    raise KeyError(f"unknown gene {gene!r} (give a gene id or a unique gene name)")
+    return GeneWindow(window_id, "", 0, len(sequence), "+", sequence)
 
 
 def attribute(
@@ -105,7 +79,8 @@ def attribute(
     batch_size: int = 32,
     device: str = "auto",
     key_added: str | None = None,
-) -> xr.Dataset:
+    copy: bool = False,
+) -> ad.AnnData | None:
     """Per-base attribution scores of a gene's window, for the reference and for people.
 
     Parameters
@@ -125,7 +100,7 @@ def attribute(
         batches, only the chunks a mutant changes; edits that change no token are not
         run). ``"grad_x_input"``: the gradient of the score with respect to the one-hot
         bases times the one-hot input (non-zero only at the sequence's own base); token
-        gradients are projected onto bases as described in :mod:`genlm_sc.tl._scoring`.
+        gradients are projected onto bases as described in :mod:`genlm_sc.tl.attribution.scorers`.
     target
         The score: ``"expression"``, the predicted expression of a person homozygous for
         the sequence (editing one haplotype of a person changes the prediction by half
@@ -147,12 +122,16 @@ def attribute(
     key_added
         Where the result is stored (default ``"gl_<method>_<target>"``): in the cohort's
         Zarr store as the group ``<key_added>/<gene>`` when it lives on disk, else in
-        ``adata.uns[key_added][gene]``. Read it back with :func:`genlm_sc.get.attribution`.
+        ``adata.uns[key_added][gene]``.
+    copy
+        Work on and return a copy of ``adata`` (a cohort's on-disk store is written
+        either way).
 
     Returns
     -------
-    xarray.Dataset
-        Dimensions ``sequence`` (``"reference"``, then ``"haplotype_<index in the
+    ``None``, or the annotated copy when ``copy=True``. The result, read back with
+    :func:`genlm_sc.get.attribution`, is an :class:`xarray.Dataset` with dimensions ``sequence``
+    (``"reference"``, then ``"haplotype_<index in the
         store>"``), ``position`` (reference coordinates, 0-based, in gene orientation:
         decreasing on minus-strand genes) and ``base`` (A, C, G, T, in gene orientation).
         Variables: ``attribution`` (sequence, position, base); ``observed`` (sequence,
@@ -166,6 +145,7 @@ def attribute(
     """
     if method not in ("ism", "grad_x_input"):
         raise ValueError(f"method must be 'ism' or 'grad_x_input', not {method!r}")
+    adata = adata.copy() if copy else adata
     window = gene_window(adata, gene)
     scorer = load_scorer(model, target=target, device=device)
     labels, sequences, coordinates, carriers = ["reference"], [window.sequence], [None], [0]
@@ -221,10 +201,10 @@ def attribute(
     )  # fmt: skip
     if sample_sequence is not None:
         ds["sample_sequence"] = sample_sequence
-    from ..store import write_result
+    from ...store import write_result
 
     write_result(adata, key_added or f"gl_{method}_{target}", window.gene, ds)
-    return ds
+    return adata if copy else None
 
 
 def _grad_x_input(gradients: np.ndarray, sequence: str) -> np.ndarray:
@@ -243,17 +223,11 @@ def _haplotypes_of(
     cohort: ad.AnnData, gene: str, samples: Sequence[str]
 ) -> tuple[dict[str, tuple[str, np.ndarray, int]], xr.DataArray]:
     """Distinct haplotypes of ``samples``: label → (sequence, reference positions, count)."""
-    from ..get import (
-        _gene_slice,
-        _sample_rows,
-        haplotype_store,
-        reference_positions,
-        unique_haplotypes,
-    )
+    from ...get import reference_positions, sample_rows, unique_haplotypes
 
     ds = haplotype_store(cohort)
-    g, lo, _ = _gene_slice(ds, gene, cohort)
-    names, rows = _sample_rows(ds, cohort, samples)
+    g, lo, _ = gene_index(cohort, gene)
+    names, rows = sample_rows(cohort, samples=samples)
     carried = ds["sample_haplotype"][:, g, :].values[rows]  # store haplotype indices
     distinct, counts = np.unique(carried, return_counts=True)
     table = unique_haplotypes(cohort, gene)

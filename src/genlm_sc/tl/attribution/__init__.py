@@ -1,0 +1,1 @@
+"""Attribution: in-silico mutagenesis, gradients and variant effects."""

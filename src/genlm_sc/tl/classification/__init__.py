@@ -1,0 +1,1 @@
+"""Classification: fine-tuning a language model to classify sequences."""

@@ -1,0 +1,413 @@
+"""Expression prediction from genotypes: PrediXcan on dosages, regressions on embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .cross_validation import (
+    UNS_KEY,
+    cross_validate,
+    outer_folds,
+    random_folds,
+    residuals,
+)
+from .features import (
+    covariate_matrix,
+    covariate_names,
+    dosage_source,
+    embedding_source,
+    expression_values,
+    resolve_genes,
+)
+from .regressions import elastic_net, embedding_model, final_weights
+
+__all__ = ["fit_dosages", "fit_expression"]
+
+Method = Literal["predixcan", "elastic_net", "ridge", "finetune"]
+#: The methods of :func:`fit_expression`.
+METHODS: tuple[str, ...] = ("predixcan", "elastic_net", "ridge", "finetune")
+_COLUMNS = [
+    "gene",
+    "gene_name",
+    "method",
+    "r",
+    "spearman",
+    "r2",
+    "n_train",
+    "n_test",
+    "n_features",
+    "n_folds",
+    "oracle_r",
+]
+
+
+def fit_expression(
+    adata: ad.AnnData,
+    *,
+    method: Method,
+    genes: Sequence[str] | None = None,
+    n_folds: int = 5,
+    folds_by: str | None = None,
+    test_groups: Sequence[str] | None = None,
+    covariates: Sequence[str] | pd.DataFrame | None = None,
+    window: int = 1_000_000,
+    use_rep: str = "X_gl",
+    diploid: Literal["concat", "mean"] = "concat",
+    n_pcs: int | None = None,
+    finetune_options: Mapping[str, Any] | None = None,
+    random_state: int | None = 0,
+    key_added: str | None = None,
+    copy: bool = False,
+) -> ad.AnnData | None:
+    """Predict each person's expression of each gene from their genotypes, out of fold.
+
+    Every method is scored on the same outer cross-validation folds, so that methods can
+    be compared gene by gene: the folds are drawn once (from ``random_state``, ``n_folds`` and
+    ``folds_by``), stored in ``adata.obs["gl_fold"]`` and reused by every later call.
+    Within each outer fold the model, its standardisation and PCA, and the covariate
+    adjustment are fitted on the training people only and applied to the test people.
+
+    Methods:
+
+    ``"predixcan"``
+        PrediXcan: an elastic net (``l1_ratio=0.5``, penalty chosen by 5-fold inner
+        cross-validation, :class:`~sklearn.linear_model.ElasticNetCV`) on the standardised
+        cis genotype dosages (see :func:`fit_dosages`). Dosages are ALT allele counts
+        summed over the two haplotypes, one column per ALT allele of a multi-allelic
+        record, of the gene's variants within ``window`` bp of its anchor (the TSS for a
+        default panel); variants monomorphic in the cohort are dropped. The store holds
+        only the variants inside each gene window, so PrediXcan's 1-Mb cis window is
+        clipped to the gene window; a smaller ``window`` narrows it.
+    ``"elastic_net"``
+        The UKBioBERT recipe: the same elastic net on each person's haplotype embeddings
+        (``obsm[use_rep]`` of :func:`genlm_sc.get.gene_view`; the two haplotypes
+        concatenated by default), standardised, optionally reduced to ``n_pcs``
+        principal components.
+    ``"ridge"``
+        Ridge regression (:class:`~sklearn.linear_model.RidgeCV`, penalty chosen among
+        ``RIDGE_ALPHAS`` by leave-one-out) on the same embedding features.
+    ``"finetune"``
+        The language model itself, fine-tuned per gene and outer fold on the training
+        people: the encoder is applied to each of a person's two haplotypes, the mean
+        token states are concatenated and a linear head predicts expression (standardised
+        on the training people). LoRA adapters on a frozen encoder or a pruned, fully
+        trained encoder; the settings, including the checkpoint, are ``finetune_options``
+        (see :class:`~genlm_sc.tl.expression.finetune.FinetuneOptions`). With
+        ``finetune_options["output_dir"]`` each fold's fitted model is saved to
+        ``output_dir/<gene>/fold_<k>`` for :func:`genlm_sc.tl.predict`.
+
+    Parameters
+    ----------
+    adata
+        A cohort (:func:`genlm_sc.pp.personal_sequences`) with expression in ``X``
+        (people × genes), e.g. from :func:`genlm_sc.datasets.simulate_expression`. The
+        embedding methods also need :func:`genlm_sc.tl.embed` to have been run.
+    method
+        ``"predixcan"``, ``"elastic_net"``, ``"ridge"`` or ``"finetune"``.
+    genes
+        Gene ids or unique gene names to fit (default: all).
+    n_folds
+        Number of outer folds (random, drawn with ``random_state``) when ``folds_by`` is ``None``.
+    folds_by
+        ``obs`` column (e.g. ``"population"``) whose groups are kept whole: the models are
+        trained on some groups and tested on others. With ``test_groups``, a single split
+        (train on the other groups, test on these); without, leave-one-group-out. People
+        with a missing group are only ever in training.
+    test_groups
+        Values of ``folds_by`` making up the test set.
+    covariates
+        ``obs`` column names (numeric, or categorical ones expanded to indicator columns)
+        or a DataFrame indexed by ``obs_names``. They are regressed out of expression
+        (ordinary least squares with an intercept) within each outer fold: the
+        regression is fitted on the training people, its residuals are the training
+        targets, and the test people's expression is adjusted with the same
+        coefficients; predictions are scored against that adjusted expression.
+    window
+        Cis window of ``"predixcan"``, in bp either side of the gene's anchor.
+    use_rep
+        Haplotype embedding used by the embedding methods (``key_added`` of
+        :func:`genlm_sc.tl.embed`).
+    diploid
+        How :func:`genlm_sc.get.gene_view` combines a person's two haplotype embeddings:
+        ``"concat"`` or ``"mean"``.
+    n_pcs
+        Principal components of the standardised embedding features kept (fitted on the
+        training people of each fold); ``None``: no PCA. Embedding methods only.
+    finetune_options
+        Settings of ``"finetune"`` (required by it, rejected by the others), a mapping
+        with the fields of :class:`~genlm_sc.tl.expression.finetune.FinetuneOptions`: ``model`` (the
+        checkpoint directory, required), ``strategy`` (``"lora"`` or ``"prune"``),
+        ``n_layers``, ``epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``,
+        ``pairwise_weight``, ``lora_rank``, ``lora_alpha``, ``target_modules``,
+        ``device``, ``random_state``, ``output_dir`` and ``progress``.
+    random_state
+        Seed of the outer folds and the inner folds.
+    key_added
+        Name of this fit in the outputs (default: ``method``), e.g. to keep a ridge fit
+        with and without PCA.
+    copy
+        Work on and return a copy of ``adata``.
+
+    Returns
+    -------
+    ``None``, or the annotated copy when ``copy=True``. The comparison table of every fit
+    made so far on ``adata`` (:func:`genlm_sc.get.expression_results`) has one row per gene
+    and fit, with ``gene``, ``gene_name``,
+    ``method`` (the fit's name), out-of-fold Pearson ``r``, Spearman rho (``spearman``)
+    and ``r2`` (``1 - SS_res / SS_tot``, may be negative) over all tested people pooled,
+    ``n_train`` (mean training-set size over folds), ``n_test`` (people with an
+    out-of-fold prediction), ``n_features``, ``n_folds`` and ``oracle_r``
+    (``sqrt(var["sim_h2"])`` for simulated expression, else NaN). ``r`` and ``spearman``
+    are NaN when the predictions are constant. Sets, with ``key = key_added or method``:
+
+    ``adata.layers["gl_pred_" + key]``
+        Out-of-fold predictions (people × genes; NaN for genes not fitted and people
+        never tested).
+    ``adata.layers["gl_adjusted_" + key]``
+        With ``covariates``: the covariate-adjusted expression the predictions are
+        scored against.
+    ``adata.var["gl_" + key + "_r"]``, ``..._spearman``, ``..._r2``
+        The per-gene scores.
+    ``adata.obs["gl_fold"]``
+        Outer fold of each person (``-1``: always in training).
+    ``adata.uns["gl_expression"]``
+        ``"folds"`` (their settings), ``"results"`` (the table, accumulated over calls;
+        a refit replaces its earlier rows), ``"params"`` (the settings of each fit) and,
+        for ``"predixcan"``, ``"weights"``: the non-zero per-allele weights of a final
+        fit on all people (gene, feature, weight), PrediXcan's weight table.
+
+    Existing ``obs["gl_fold"]`` without recorded settings are used as given (custom
+    folds: integers, ``-1`` for people only ever trained on). Folds recorded with other
+    settings raise an error rather than mixing splits in one comparison.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
+    if n_pcs is not None and method in ("predixcan", "finetune"):
+        raise ValueError(f"n_pcs applies to the embedding methods, not to {method!r}")
+    if (finetune_options is not None) != (method == "finetune"):
+        raise ValueError("finetune_options is required by method='finetune' and only by it")
+    if adata.X is None:
+        raise ValueError("adata has no expression in X (people × genes)")
+    adata = adata.copy() if copy else adata
+    key = key_added or method
+    gene_ids = resolve_genes(adata, genes)
+    folds = outer_folds(
+        adata,
+        n_folds=n_folds,
+        folds_by=folds_by,
+        test_groups=test_groups,
+        random_state=random_state,
+    )
+    confounders = covariate_matrix(adata, covariates)
+    if method == "predixcan":
+        features = dosage_source(adata, window=window)
+    elif method == "finetune":
+        from .finetune import finetune_source
+
+        features, finetune = finetune_source(adata, finetune_options)
+    else:
+        features = embedding_source(adata, use_rep=use_rep, diploid=diploid)
+
+    fits: dict[str, dict[str, Any]] = {}
+    for gene in gene_ids:
+        x, names = features(gene)
+        y = expression_values(adata, gene)
+        if method == "predixcan":
+            fits[gene] = fit_dosages(
+                x, y, folds=folds, covariates=confounders, random_state=random_state
+            )
+            fits[gene]["feature_names"] = names
+        elif method == "finetune":
+            fits[gene] = finetune(gene, x, y, folds=folds, covariates=confounders)
+        else:
+            model = embedding_model(
+                method, n_features=x.shape[1], n_pcs=n_pcs, random_state=random_state
+            )
+            fits[gene] = cross_validate(x, y, folds=folds, covariates=confounders, model=model)
+            if n_pcs is not None:
+                fits[gene]["n_features"] = min(n_pcs, x.shape[1], fits[gene]["n_train"])
+
+    params = {
+        "method": method,
+        "genes": np.asarray(gene_ids, dtype=str),
+        "covariates": covariate_names(covariates),
+        "window": int(window),
+        "use_rep": use_rep if method in ("elastic_net", "ridge") else "",
+        "diploid": diploid if method in ("elastic_net", "ridge") else "",
+        "n_pcs": -1 if n_pcs is None else int(n_pcs),
+        "random_state": -1 if random_state is None else int(random_state),
+    }
+    if method == "finetune":
+        params["finetune"] = finetune.options.record()
+    _write_outputs(adata, key=key, fits=fits, params=params, adjusted=confounders is not None)
+    return adata if copy else None
+
+
+def fit_dosages(
+    dosages: np.ndarray | pd.DataFrame,
+    y: np.ndarray | pd.Series,
+    *,
+    folds: int | np.ndarray = 5,
+    covariates: np.ndarray | pd.DataFrame | None = None,
+    random_state: int | None = 0,
+) -> dict[str, Any]:
+    """PrediXcan on a plain dosage matrix: a cross-validated elastic net, then a final fit.
+
+    The model is PrediXcan's: standardised dosages, elastic net with ``l1_ratio=0.5``,
+    penalty chosen by 5-fold inner cross-validation
+    (:class:`~sklearn.linear_model.ElasticNetCV`, ``n_jobs=1``). It is fitted within each
+    outer fold on the training people and predicts the test people; a final fit on
+    everyone gives the weights. The penalty path (100 values) runs down to 1e-3 of the
+    largest penalty, or 1e-2 when there are more variants than people (glmnet's
+    defaults); convergence warnings along it are silenced.
+
+    Parameters
+    ----------
+    dosages
+        People × variants (ALT allele counts, or imputed dosages), finite. A DataFrame's
+        columns name the coefficients.
+    y
+        Expression of the people; people with a missing value (NaN) are left out.
+    folds
+        Outer fold of each person (integers; ``-1``: always in training, never tested),
+        or a number of random folds drawn with ``random_state``.
+    covariates
+        People × covariates (numeric), regressed out of ``y`` within each training fold
+        and applied to the test people (see :func:`fit_expression`); the final fit uses
+        ``y`` adjusted on everyone.
+    random_state
+        Seed of the random folds and of the inner folds.
+
+    Returns
+    -------
+    A dict with
+
+    ``pred``
+        Out-of-fold predictions (NaN for people never tested or without ``y``).
+    ``observed``
+        What they are scored against: ``y``, covariate-adjusted within each fold.
+    ``r``, ``spearman``, ``r2``
+        Pooled out-of-fold Pearson r, Spearman rho, R².
+    ``coefficients``
+        Weights of the final fit per ALT allele (per unit of dosage); a Series indexed by
+        the columns for a DataFrame input.
+    ``scaled_coefficients``
+        The same weights per standard deviation of dosage (comparable across variants).
+    ``intercept``, ``alpha``
+        Of the final fit (``alpha``: the chosen penalty).
+    ``n_train``, ``n_test``, ``n_features``, ``n_folds``
+        Mean training-set size over folds, people tested, columns, outer folds.
+    """
+    names = dosages.columns if isinstance(dosages, pd.DataFrame) else None
+    x = np.asarray(dosages, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if x.ndim != 2 or x.shape[0] != y.size:
+        raise ValueError(f"dosages {x.shape} and y ({y.size},) do not match people")
+    if not np.isfinite(x).all():
+        raise ValueError("dosages have missing or non-finite values; impute them first")
+    if np.isscalar(folds):
+        folds = random_folds(y.size, n_folds=int(folds), random_state=random_state)
+    confounders = None if covariates is None else np.asarray(covariates, dtype=np.float64)
+    model = elastic_net(n_features=x.shape[1], random_state=random_state)
+    fit = cross_validate(x, y, folds=np.asarray(folds), covariates=confounders, model=model)
+
+    known = np.isfinite(y)
+    target = y[known]
+    if confounders is not None:
+        target = residuals(confounders[known], target, confounders[known])
+    final = model().fit(x[known], target) if known.sum() > 1 else None
+    weights, scaled, intercept, alpha = final_weights(final, n_features=x.shape[1])
+    if names is not None:
+        weights = pd.Series(weights, index=names, name="weight")
+        scaled = pd.Series(scaled, index=names, name="scaled_weight")
+    return fit | {
+        "coefficients": weights,
+        "scaled_coefficients": scaled,
+        "intercept": intercept,
+        "alpha": alpha,
+    }
+
+
+# --- outputs ----------------------------------------------------------------------------
+
+
+def _write_outputs(
+    adata: ad.AnnData,
+    *,
+    key: str,
+    fits: dict[str, dict[str, Any]],
+    params: dict[str, Any],
+    adjusted: bool,
+) -> None:
+    """Layers, per-gene ``var`` scores, the comparison table, settings and weights."""
+    genes = list(fits)
+    columns = adata.var_names.get_indexer(genes)
+    _update_layer(adata, f"gl_pred_{key}", columns, [fits[g]["pred"] for g in genes])
+    if adjusted:
+        _update_layer(adata, f"gl_adjusted_{key}", columns, [fits[g]["observed"] for g in genes])
+    elif f"gl_adjusted_{key}" in adata.layers:
+        del adata.layers[f"gl_adjusted_{key}"]
+    for score in ("r", "spearman", "r2"):
+        name = f"gl_{key}_{score}"
+        if name not in adata.var.columns:
+            adata.var[name] = np.nan
+        adata.var.loc[genes, name] = [fits[g][score] for g in genes]
+
+    store = adata.uns.setdefault(UNS_KEY, {})
+    rows = _table(adata, key=key, fits=fits)
+    earlier = store.get("results")
+    if earlier is not None and len(earlier):
+        earlier = earlier[~((earlier["method"] == key) & earlier["gene"].isin(genes))]
+        rows = pd.concat([earlier, rows], ignore_index=True)
+    store["results"] = rows.reset_index(drop=True)
+    store.setdefault("params", {})[key] = params
+    if params["method"] == "predixcan":
+        weights = _weights(fits)
+        previous = store.setdefault("weights", {}).get(key)
+        if previous is not None and len(previous):
+            previous = previous[~previous["gene"].isin(genes)]
+            weights = pd.concat([previous, weights], ignore_index=True)
+        store["weights"][key] = weights
+
+
+def _update_layer(
+    adata: ad.AnnData, name: str, columns: np.ndarray, values: list[np.ndarray]
+) -> None:
+    layer = adata.layers.get(name)
+    layer = np.full(adata.shape, np.nan, dtype=np.float32) if layer is None else np.array(layer)
+    layer[:, columns] = np.column_stack(values)
+    adata.layers[name] = layer
+
+
+def _table(adata: ad.AnnData, *, key: str, fits: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    genes = list(fits)
+    var = adata.var.loc[genes]
+    names = var["gene_name"].astype(str) if "gene_name" in var else pd.Series(genes, index=genes)
+    oracle = np.sqrt(var["sim_h2"].astype(float)) if "sim_h2" in var else np.nan
+    table = pd.DataFrame(
+        {
+            "gene": genes,
+            "gene_name": names.to_numpy(),
+            "method": key,
+            **{c: [fits[g][c] for g in genes] for c in _COLUMNS[3:-1]},
+            "oracle_r": np.asarray(oracle, dtype=np.float64) * np.ones(len(genes)),
+        }
+    )
+    return table[_COLUMNS]
+
+
+def _weights(fits: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """PrediXcan weight table: non-zero per-allele weights of each gene's final fit."""
+    parts = []
+    for gene, fit in fits.items():
+        weights = np.asarray(fit["coefficients"])
+        keep = np.flatnonzero(weights)
+        names = np.asarray(fit["feature_names"], dtype=object)[keep]
+        parts.append(pd.DataFrame({"gene": gene, "feature": names, "weight": weights[keep]}))
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return table.astype({"gene": str, "feature": str, "weight": np.float64})

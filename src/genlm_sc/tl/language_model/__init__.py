@@ -1,0 +1,1 @@
+"""Language models: pretraining, embedding, k-mer profiles and clustering agreement."""

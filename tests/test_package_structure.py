@@ -1,0 +1,146 @@
+"""The house: data flows one way between the package's floors, without circles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import genlm_sc
+
+PACKAGE = Path(genlm_sc.__file__).parent
+#: floor → floors it must never import (directly or inside a function).
+FORBIDDEN = {
+    "io": {"pp", "models", "store", "get", "tl", "pl", "datasets"},
+    "pp": {"models", "get", "tl", "pl", "datasets"},
+    "models": {"pp", "store", "get", "tl", "pl", "datasets"},
+    "store": {"pp", "models", "get", "tl", "pl", "datasets"},
+    "get": {"models", "tl", "pl", "datasets"},
+    "tl": {"pl", "datasets"},
+    "pl": {"datasets"},
+}
+#: Modules at the package root that every floor may use (they import no floor).
+BASEMENT = {"_dna", "_devices", "_provenance", "_quiet", "_version"}
+MAX_LINES = 560
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Modules of the package that ``name`` imports anywhere in its code."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                stem = ".".join(base + ([node.module] if node.module else []))
+            else:
+                stem = node.module or ""
+            # "from pkg import mod" imports the module pkg.mod; otherwise the module pkg
+            targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in known else stem
+                       for a in node.names]  # fmt: skip
+        else:
+            continue
+        found |= {t for t in targets if t in known and t != name}
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    return {name: imports_of(name, path, set(found)) for name, path in found.items()}
+
+
+def floor(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def back_arrows(edges: dict[str, set[str]]) -> list[str]:
+    bad = []
+    for source, targets in edges.items():
+        for target in targets:
+            if floor(target) in FORBIDDEN.get(floor(source), set()):
+                bad.append(f"{source} -> {target}")
+            if floor(source) in BASEMENT and floor(target) not in BASEMENT:
+                bad.append(f"{source} -> {target}")
+            if target == "genlm_sc" and source not in ("genlm_sc.demo",):
+                bad.append(f"{source} -> the package root")
+    return sorted(bad)
+
+
+def circles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected groups of more than one module (a package's ``__init__``
+    re-exporting its own modules is not a circle: those edges are left out)."""
+    inner = {
+        s: {t for t in ts if not (s.startswith(f"{t}.") and modules_path(t).name == "__init__.py")}
+        for s, ts in edges.items()
+    }
+    index, low, on_stack, stack, groups = {}, {}, set(), [], []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in inner.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                groups.append(sorted(group))
+
+    for node in sorted(inner):
+        if node not in index:
+            visit(node)
+    return groups
+
+
+def modules_path(name: str) -> Path:
+    return modules()[name]
+
+
+def test_data_flows_one_way():
+    assert back_arrows(graph()) == []
+
+
+def test_no_import_circles():
+    assert circles(graph()) == []
+
+
+def test_a_back_arrow_and_a_circle_are_caught():
+    edges = graph()
+    edges["genlm_sc.io.fasta"] = edges["genlm_sc.io.fasta"] | {"genlm_sc.pp.personal"}
+    assert back_arrows(edges) == ["genlm_sc.io.fasta -> genlm_sc.pp.personal"]
+    edges = graph()
+    edges["genlm_sc.get"] = edges["genlm_sc.get"] | {"genlm_sc.tl.language_model.embed"}
+    assert back_arrows(edges) == ["genlm_sc.get -> genlm_sc.tl.language_model.embed"]
+    assert circles(edges) == [["genlm_sc.get", "genlm_sc.tl.language_model.embed"]]
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_modules_stay_small(name):
+    lines = len(modules()[name].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines; split it by what it computes"
