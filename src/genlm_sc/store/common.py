@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ RESULTS_GROUP = "results"
 STAGING = ".staging"
 
 _MEMORY_PREFIX = "memory://"
+#: Array folders that interrupted writes of earlier genlm_sc versions left in ``haplotypes``.
+LEGACY_WORK = re.compile(r"^_(?:partial|old)_.+_[0-9a-f]{8}$")
 
 
 #: Open haplotype Datasets by store location (in-memory cohorts keep their only copy here).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +15,9 @@ import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
 
-from .common import _MEMORY_PREFIX, RESULTS_GROUP, _quiet_zarr
+from .common import _MEMORY_PREFIX, LEGACY_WORK, RESULTS_GROUP, _quiet_zarr
 from .files import existing_store, write_json_atomic
 from .integrity import check_format, format_attrs, verify_arrays
-
-#: Array folders that interrupted writes of earlier genlm_sc versions left in ``haplotypes``.
-LEGACY_WORK = re.compile(r"^_(?:partial|old)_.+_[0-9a-f]{8}$")
 
 
 def checksummed() -> tuple[ZstdCodec]:

@@ -155,23 +155,22 @@ def check_target(target: Path) -> None:
         return
     if not target.is_dir():
         raise StoreTargetError(target, f"exists and is a file, not a cohort store; {fix}")
+    if not is_cohort_store(target):
+        try:
+            content = sorted(p.name for p in target.iterdir())
+        except OSError as err:
+            raise StoreTargetError(target, f"cannot be listed ({err}); {fix}") from err
+        if content:
+            more = len(content) - 5
+            shown = ", ".join(content[:5]) + (f" and {more} more" if more > 0 else "")
+            raise StoreTargetError(
+                target, f"exists and is not a genlm_sc cohort store (it holds {shown}); {fix}"
+            )
     cwd = Path.cwd().absolute()
     if cwd == target or target in cwd.parents:
         raise StoreTargetError(
             target,
             "is the working directory or a folder above it; a store cannot replace it; " + fix,
-        )
-    if is_cohort_store(target):
-        return
-    try:
-        content = sorted(p.name for p in target.iterdir())
-    except OSError as err:
-        raise StoreTargetError(target, f"cannot be listed ({err}); {fix}") from err
-    if content:
-        more = len(content) - 5
-        shown = ", ".join(content[:5]) + (f" and {more} more" if more > 0 else "")
-        raise StoreTargetError(
-            target, f"exists and is not a genlm_sc cohort store (it holds {shown}); {fix}"
         )
 
 

@@ -22,7 +22,7 @@ from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import LocalStore, WrapperStore
 
-from .common import FORMAT_NAME, FORMAT_VERSION, READABLE_VERSIONS, STAGING
+from .common import FORMAT_NAME, FORMAT_VERSION, LEGACY_WORK, READABLE_VERSIONS, STAGING
 from .errors import CorruptStoreError, StoreError
 from .files import write_json_atomic
 
@@ -198,9 +198,11 @@ def _digest(data: bytes | memoryview) -> str:
 
 
 def array_folders(root: Path) -> Iterator[Path]:
-    """The Zarr array folders under ``root`` (hidden work folders excluded)."""
+    """The Zarr array folders under ``root`` (work folders, current and legacy, excluded)."""
     for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        subfolders[:] = sorted(
+            d for d in subfolders if not d.startswith(".") and not LEGACY_WORK.match(d)
+        )
         if "zarr.json" not in files:
             continue
         try:
@@ -349,6 +351,7 @@ class VerifyingStore(WrapperStore[Store]):
         super().__init__(store)
         self.root, self.name, self.required = root, name or root, required
         self._manifests: dict[str, dict[str, Any] | None] = {}
+        self._write_id = write_id(self.name)
 
     @classmethod
     def at(cls, root: Path, *, name: Path | None = None, required: bool) -> VerifyingStore:
@@ -374,6 +377,21 @@ class VerifyingStore(WrapperStore[Store]):
 
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        try:
+            return await self._checked_get(key, prototype, byte_range)
+        except CorruptStoreError as err:
+            if self._write_id is not None and write_id(self.name) != self._write_id:
+                raise StoreError(
+                    self.name,
+                    "was replaced by another write after it was opened, so data opened "
+                    "before cannot be read; read the store again (gl.read)",
+                    record=err.record,
+                ) from err
+            raise
+
+    async def _checked_get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None
     ) -> Buffer | None:
         data = await self._store.get(key, prototype, byte_range)
         if byte_range is not None:

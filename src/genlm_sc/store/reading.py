@@ -10,8 +10,7 @@ import anndata as ad
 import xarray as xr
 import zarr
 
-from .common import _MEMORY_PREFIX, _OPEN_DATASETS, _OPENED_AS, _quiet_zarr
-from .dataset import LEGACY_WORK
+from .common import _MEMORY_PREFIX, _OPEN_DATASETS, _OPENED_AS, LEGACY_WORK, _quiet_zarr
 from .errors import CorruptStoreError, StoreError
 from .files import existing_store
 from .integrity import VerifyingStore, check_format, identity, validate_format

@@ -17,8 +17,16 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .common import _MEMORY_PREFIX, _OPEN_DATASETS, _OPENED_AS, RESULTS_GROUP, STAGING, _quiet_zarr
-from .dataset import LEGACY_WORK, checksummed, writing
+from .common import (
+    _MEMORY_PREFIX,
+    _OPEN_DATASETS,
+    _OPENED_AS,
+    LEGACY_WORK,
+    RESULTS_GROUP,
+    STAGING,
+    _quiet_zarr,
+)
+from .dataset import checksummed, writing
 from .files import (
     existing_store,
     remove_abandoned,
