@@ -492,3 +492,23 @@ def test_a_version_1_store_is_read_with_a_warning(tiny, store, tmp_path):
     gl.write(adata, tmp_path / "upgraded.zarr")
     assert gl_store.check_format(tmp_path / "upgraded.zarr")["format_version"] == 2
     gl_store.verify(tmp_path / "upgraded.zarr")
+
+
+def test_results_are_sealed_and_checked(store, tmp_path):
+    import xarray as xr
+
+    adata = gl.read(store)
+    result = xr.Dataset({"score": (("haplotype", "position"), np.arange(12.0).reshape(3, 4))})
+    gl_store.write_result(adata, "gl_test", "PSMF1", result)
+    gl_store.write_result(adata, "gl_test", "PSMF1", result * 2)  # replaces the first
+    folder = store / "results" / "gl_test"
+    assert sorted(p.name for p in folder.iterdir()) == ["PSMF1"]
+    back = gl_store.read_result(gl.read(store), "gl_test", "PSMF1")
+    np.testing.assert_array_equal(back["score"].values, result["score"].values * 2)
+    gl.write(gl.read(store), tmp_path / "copy.zarr")
+    copied = gl_store.read_result(gl.read(tmp_path / "copy.zarr"), "gl_test", "PSMF1")
+    np.testing.assert_array_equal(copied["score"].values, back["score"].values)
+    _flip(chunk_file(store, "results/gl_test/PSMF1/score"))
+    with pytest.raises(CorruptStoreError) as info:
+        gl_store.read_result(gl.read(store), "gl_test", "PSMF1")
+    assert_names(info.value, store, "array results/gl_test/PSMF1/score, chunk c/0/0")
