@@ -47,7 +47,8 @@ def _is_current(location: str, path: Path) -> bool:
     if now[1] == opened[1]:
         return True
     if now[0] is not None and now[0] == opened[0]:
-        _OPENED_AS[location] = now  # same write, metadata rewritten (e.g. consolidated)
+        check_format(path)  # same write, root metadata rewritten: still a readable store?
+        _OPENED_AS[location] = now
         return True
     return False
 
