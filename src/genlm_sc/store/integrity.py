@@ -22,7 +22,7 @@ from zarr.abc.store import ByteRequest, Store
 from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import LocalStore, WrapperStore
 
-from .common import FORMAT_NAME, FORMAT_VERSION, LEGACY_WORK, READABLE_VERSIONS, STAGING
+from .common import FORMAT_NAME, FORMAT_VERSION, LEGACY_WORK, READABLE_VERSIONS
 from .errors import CorruptStoreError, StoreError
 from .files import write_json_atomic
 
@@ -427,8 +427,3 @@ class VerifyingStore(WrapperStore[Store]):
             None if data is None else data.as_buffer_like(),
         )
         return data
-
-
-def staging_folder(store: Path) -> Path:
-    """The hidden folder of ``store`` where arrays are written before being renamed in."""
-    return store / STAGING
