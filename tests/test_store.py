@@ -155,10 +155,10 @@ def test_read_is_lazy(read_back):
 def test_format_version_in_root_attributes(written):
     meta = json.loads((written / "zarr.json").read_text())["attributes"]["genlm_sc"]
     assert meta["format"] == "genlm_sc.cohort"
-    assert meta["format_version"] == gl_store.FORMAT_VERSION == 1
+    assert meta["format_version"] == gl_store.FORMAT_VERSION == 2
     assert meta["written_by"] == gl.__version__
-    assert zarr.open_group(written, mode="r").attrs["genlm_sc"]["format_version"] == 1
-    assert gl_store.check_format(written)["format_version"] == 1
+    assert zarr.open_group(written, mode="r").attrs["genlm_sc"]["format_version"] == 2
+    assert gl_store.check_format(written)["format_version"] == 2
 
 
 def test_newer_format_version_is_refused(small_store, tmp_path):
@@ -171,7 +171,7 @@ def test_newer_format_version_is_refused(small_store, tmp_path):
         == 99
     )
     with pytest.raises(
-        ValueError, match=r"format version 99, newer than this genlm_sc reads \(1\)"
+        ValueError, match=r"format version 99, newer than this genlm_sc reads \(2\)"
     ):
         gl.read(path)
     with pytest.raises(ValueError, match="upgrade genlm_sc") as info:
