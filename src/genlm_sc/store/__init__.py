@@ -40,6 +40,7 @@ from .common import (
     FORMAT_VERSION,
     READABLE_VERSIONS,
     RESULTS_GROUP,
+    default_chunks,
 )
 from .common import (
     _quiet_zarr as _quiet_zarr,
@@ -63,7 +64,7 @@ from .files import (
 from .integrity import check_format, root_attrs, seal, verify_arrays
 from .reading import _resolve_path, open_haplotypes, open_haplotypes_at, read, store_location
 from .results import add_haplotype_array, read_result, write_result
-from .writer import CohortStoreWriter, default_chunks
+from .writer import CohortStoreWriter
 
 __all__ = [
     "FORMAT_NAME",

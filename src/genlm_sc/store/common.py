@@ -44,3 +44,20 @@ def _quiet_zarr() -> Iterator[None]:
         warnings.filterwarnings("ignore", category=FutureWarning, module="anndata")
         warnings.filterwarnings("ignore", category=FutureWarning, module="xarray")
         yield
+
+
+def default_chunks(
+    n_samples: int,
+    *,
+    haplotypes: int = 256,
+    positions: int = 8192,
+    variants: int = 2048,
+    genes: int = 32,
+) -> dict[str, tuple[int, ...]]:
+    """Chunk shapes of the large arrays of a cohort store."""
+    sample_chunk = min(n_samples, 4096) or 1
+    return {
+        "sequence": (haplotypes, positions),
+        "genotype": (sample_chunk, variants, 2),
+        "sample_haplotype": (sample_chunk, genes, 2),
+    }

@@ -15,7 +15,7 @@ import xarray as xr
 import zarr
 from zarr.codecs import ZstdCodec
 
-from .common import _MEMORY_PREFIX, LEGACY_WORK, RESULTS_GROUP, _quiet_zarr
+from .common import _MEMORY_PREFIX, LEGACY_WORK, RESULTS_GROUP, _quiet_zarr, default_chunks
 from .files import existing_store, write_json_atomic
 from .integrity import check_format, format_attrs, verify_arrays
 
@@ -49,8 +49,6 @@ def _group_attrs(ds: xr.Dataset) -> dict[str, Any]:
 
 def _write_dataset(ds: xr.Dataset, destination: Path) -> None:
     """Write a haplotype Dataset as the ``haplotypes`` group, chunked like a built store."""
-    from .writer import default_chunks
-
     chunks = default_chunks(ds.sizes["sample"])
     encoding: dict[str, dict[str, Any]] = {
         name: {"compressors": checksummed()} for name in ds.variables

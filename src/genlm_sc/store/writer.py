@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from .common import _MEMORY_PREFIX, _OPEN_DATASETS, _OPENED_AS
+from .common import _MEMORY_PREFIX, _OPEN_DATASETS, _OPENED_AS, default_chunks
 from .dataset import _write_anndata, checksummed, writing
 from .files import check_target, remove_abandoned_siblings, swap_into_place, target_path, work_name
 from .integrity import format_attrs, root_attrs, seal
@@ -95,23 +95,6 @@ def _pad_to(block: np.ndarray, width: list[int], axis: int, fill: Any) -> np.nda
     if any(p[1] for p in pad):
         return np.pad(block, pad, constant_values=fill)
     return block
-
-
-def default_chunks(
-    n_samples: int,
-    *,
-    haplotypes: int = 256,
-    positions: int = 8192,
-    variants: int = 2048,
-    genes: int = 32,
-) -> dict[str, tuple[int, ...]]:
-    """Chunk shapes of the large arrays of a cohort store."""
-    sample_chunk = min(n_samples, 4096) or 1
-    return {
-        "sequence": (haplotypes, positions),
-        "genotype": (sample_chunk, variants, 2),
-        "sample_haplotype": (sample_chunk, genes, 2),
-    }
 
 
 class CohortStoreWriter:
