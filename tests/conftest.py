@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import pysam
 import pytest
 
 import genlm_sc as gl
@@ -14,6 +16,49 @@ HAS_BCFTOOLS = shutil.which("bcftools") is not None and shutil.which("samtools")
 
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")
 needs_bcftools = pytest.mark.skipif(not HAS_BCFTOOLS, reason="bcftools/samtools not installed")
+
+
+def write_fasta(path: Path, contigs: dict[str, str], *, width: int | None = None) -> Path:
+    """A FASTA of ``contigs`` (name → sequence, lines of ``width`` bases), faidx-indexed."""
+    lines = []
+    for name, sequence in contigs.items():
+        lines.append(f">{name}")
+        step = width or max(len(sequence), 1)
+        lines += [sequence[i : i + step] for i in range(0, len(sequence), step)]
+    path.write_text("\n".join(lines) + "\n")
+    pysam.faidx(str(path))
+    return path
+
+
+def write_vcf(
+    path: Path,
+    records: Iterable[Sequence],
+    *,
+    samples: Sequence[str],
+    contigs: dict[str, int],
+) -> Path:
+    """A bgzipped, tabix-indexed VCF 4.2 with GT calls, written from plain records.
+
+    ``records`` are ``(chrom, pos0, id, ref, alt, genotypes)`` with a 0-based position, the
+    ALT field as written (several alleles joined by ``,``) and one ``GT`` string per sample;
+    a seventh item, when present, is the FILTER column (default ``.``). ``path`` names the
+    ``.vcf.gz``; the plain text is written next to it without the ``.gz``.
+    """
+    lines = ["##fileformat=VCFv4.2"]
+    lines += [f"##contig=<ID={name},length={length}>" for name, length in contigs.items()]
+    lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">')
+    lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO",
+                            "FORMAT", *samples]))  # fmt: skip
+    for record in records:
+        chrom, pos0, identifier, ref, alt, genotypes = record[:6]
+        filters = record[6] if len(record) > 6 else "."
+        fields = [chrom, pos0 + 1, identifier, ref, alt, ".", filters, ".", "GT", *genotypes]
+        lines.append("\t".join(map(str, fields)))
+    text = path.with_suffix("")
+    text.write_text("\n".join(lines) + "\n")
+    pysam.tabix_compress(str(text), str(path), force=True)
+    pysam.tabix_index(str(path), preset="vcf", force=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ import pysam
 import pytest
 
 import genlm_sc as gl
+from conftest import write_fasta
 from genlm_sc.io import FastaReference, InputFileError, VariantFile
 
 SAMPLES = ["HG00096", "HG00097", "HG00099", "HG00100"]  # all phased in the windows below
@@ -239,9 +240,7 @@ def test_panel_contig_missing_from_vcf(small, tmp_path):
 
 def test_panel_contig_missing_from_fasta(small, tmp_path):
     """A panel built on one FASTA used with another that lacks its contig."""
-    other = tmp_path / "other.fa"
-    other.write_text(">1\n" + "ACGT" * 100 + "\n")
-    pysam.faidx(str(other))
+    other = write_fasta(tmp_path / "other.fa", {"1": "ACGT" * 100})
     err = fails_cleanly(small, tmp_path, fasta=other)
     assert_names(err, other, "unknown contig '20'", record=("20",))
 

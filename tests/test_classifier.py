@@ -63,6 +63,7 @@ def pretrained(tmp_path_factory):
         fasta, output_dir=root / "lm", sequence_length=100, max_steps=200, batch_size=16,
         warmup_steps=10, eval_steps=1000, device="cpu", progress=False, resume=False,
         model={"hidden_size": 16, "num_conv_layers": 2, "dilation_cycle": [1, 2]},
+        precision="fp32",
     )  # fmt: skip
 
 
@@ -76,7 +77,7 @@ def fitted(pretrained, tmp_path_factory):
         fit_classifier(
             panel, model=pretrained, method=method, learning_rate=learning_rate, epochs=10,
             batch_size=16, eval_steps=25, patience=None, device="cpu", progress=False,
-            output_dir=out / method,
+            output_dir=out / method, precision="fp32",
         )  # fmt: skip
         panels[method] = panel
     return panels, out
@@ -141,7 +142,9 @@ def test_reader_names_what_is_wrong(tmp_path):
 def test_fine_tuning_learns_a_planted_motif(fitted, method):
     panels, _ = fitted
     record = panels[method].uns["gl_classifier"]
-    assert record["test"]["mcc"] > 0.85, record["test"]
+    # at most mean - 3 SD of the test MCC over 8 seeds in fp32 (full 0.970 ± 0.028,
+    # LoRA 0.939 ± 0.033): benchmarks/results/test_threshold_seeds.csv
+    assert record["test"]["mcc"] > {"full": 0.85, "lora": 0.8}[method], record["test"]
     assert record["test"]["n"] == 100 and record["n_train"] == 400 and record["n_dev"] == 100
     assert record["stop_reason"] == "max_steps" and record["steps"] == 10 * 400 // 16
     history = record["history"]

@@ -6,13 +6,12 @@ import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import pysam
 import pytest
 from matplotlib.axes import Axes
 from sklearn.linear_model import LinearRegression
 
 import genlm_sc as gl
-from conftest import SHARED, needs_shared
+from conftest import SHARED, needs_shared, write_fasta, write_vcf
 from genlm_sc.tl.expression.features import dosage_source
 from test_embed import conv_checkpoint
 
@@ -255,9 +254,7 @@ def test_fit_dosages_on_a_plain_matrix():
 def test_dosages_count_each_alt_allele_of_a_multiallelic_record(tmp_path):
     rng = np.random.default_rng(0)
     reference = "".join(rng.choice(list("ACGT"), 200))
-    fasta = tmp_path / "ref.fa"
-    fasta.write_text(f">1\n{reference}\n")
-    pysam.faidx(str(fasta))
+    fasta = write_fasta(tmp_path / "ref.fa", {"1": reference})
     genes = tmp_path / "genes.tsv"
     genes.write_text(
         "chrom\tstart0\tend\tgene_id\tgene_name\tgene_type\tstrand\ttss0\n"
@@ -268,20 +265,11 @@ def test_dosages_count_each_alt_allele_of_a_multiallelic_record(tmp_path):
         110: (".", _other(reference[110], 1), ["0|1", "0|0", "1|1"]),
         120: ("rsNone", _other(reference[120], 1), ["0|0", "0|0", "0|0"]),
     }
-    lines = [
-        "##fileformat=VCFv4.2",
-        "##contig=<ID=1,length=200>",
-        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2\tS3",
+    records = [
+        ("1", pos, ident, reference[pos], alt, gts) for pos, (ident, alt, gts) in calls.items()
     ]
-    for pos, (ident, alt, gts) in calls.items():
-        lines.append(
-            f"1\t{pos + 1}\t{ident}\t{reference[pos]}\t{alt}\t.\t.\t.\tGT\t" + "\t".join(gts)
-        )
-    (tmp_path / "calls.vcf").write_text("\n".join(lines) + "\n")
-    vcf = tmp_path / "calls.vcf.gz"
-    pysam.tabix_compress(str(tmp_path / "calls.vcf"), str(vcf), force=True)
-    pysam.tabix_index(str(vcf), preset="vcf", force=True)
+    vcf = write_vcf(tmp_path / "calls.vcf.gz", records, samples=["S1", "S2", "S3"],
+                    contigs={"1": 200})  # fmt: skip
     panel = gl.pp.gene_windows(genes, fasta=fasta, width=64)
     cohort = gl.pp.personal_sequences(vcf, fasta=fasta, genes=panel, progress=False)
 

@@ -7,12 +7,11 @@ position), multi-allelic records, missing calls and windows cutting through reco
 from __future__ import annotations
 
 import numpy as np
-import pysam
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bcftools_reference import consensus
-from conftest import needs_bcftools
+from conftest import needs_bcftools, write_fasta, write_vcf
 from genlm_sc.io.vcf import VariantFile
 from genlm_sc.pp.haplotypes import apply_genotype_policies, build_window_haplotypes
 
@@ -54,22 +53,11 @@ def cases(draw):
 
 
 def _write_inputs(folder, reference, records, calls):
-    fasta = folder / "ref.fa"
-    fasta.write_text(f">1\n{reference}\n")
-    pysam.faidx(str(fasta))
-    lines = [
-        "##fileformat=VCFv4.2",
-        f"##contig=<ID=1,length={CONTIG_LENGTH}>",
-        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2",
-    ]
-    for i, ((pos, ref, alts), row) in enumerate(zip(records, calls, strict=True)):
-        lines.append(f"1\t{pos + 1}\tv{i}\t{ref}\t{','.join(alts)}\t.\t.\t.\tGT\t" + "\t".join(row))
-    text = folder / "calls.vcf"
-    text.write_text("\n".join(lines) + "\n")
-    vcf = folder / "calls.vcf.gz"
-    pysam.tabix_compress(str(text), str(vcf), force=True)
-    pysam.tabix_index(str(vcf), preset="vcf", force=True)
+    fasta = write_fasta(folder / "ref.fa", {"1": reference})
+    pairs = enumerate(zip(records, calls, strict=True))
+    rows = [("1", pos, f"v{i}", ref, ",".join(alts), row) for i, ((pos, ref, alts), row) in pairs]
+    vcf = write_vcf(folder / "calls.vcf.gz", rows, samples=["S1", "S2"],
+                    contigs={"1": CONTIG_LENGTH})  # fmt: skip
     return fasta, vcf
 
 

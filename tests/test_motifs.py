@@ -10,12 +10,11 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import pysam
 import pytest
 from Bio.motifs import jaspar
 
 import genlm_sc as gl
-from conftest import SHARED, needs_shared
+from conftest import SHARED, needs_shared, write_fasta, write_vcf
 from genlm_sc.io import InputFileError
 from genlm_sc.io.motifs import read_motifs
 from genlm_sc.tl.motifs.scanner import SCORE_STEP, compile_motifs, scan_motifs
@@ -405,24 +404,10 @@ def tiny_cohort(folder: Path) -> ad.AnnData:
         ("strong", 2404, "C", "A"),
         ("none", 2700, ref[2700], other(ref[2700])),
     ]
-    fasta = folder / "ref.fa"
-    fasta.write_text(f">1\n{ref}\n")
-    pysam.faidx(str(fasta))
-    lines = [
-        "##fileformat=VCFv4.2",
-        f"##contig=<ID=1,length={CONTIG}>",
-        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2",
-    ]
-    for variant_id, position, ref_allele, alt in records:
-        genotype = "1|2" if "," in alt else "0|1"
-        fields = [position + 1, variant_id, ref_allele, alt, ".", ".", ".", "GT", genotype, "0|0"]
-        lines.append("\t".join(["1", *map(str, fields)]))
-    text = folder / "calls.vcf"
-    text.write_text("\n".join(lines) + "\n")
-    vcf = folder / "calls.vcf.gz"
-    pysam.tabix_compress(str(text), str(vcf), force=True)
-    pysam.tabix_index(str(vcf), preset="vcf", force=True)
+    fasta = write_fasta(folder / "ref.fa", {"1": ref})
+    rows = [("1", position, variant_id, ref_allele, alt, ["1|2" if "," in alt else "0|1", "0|0"])
+            for variant_id, position, ref_allele, alt in records]  # fmt: skip
+    vcf = write_vcf(folder / "calls.vcf.gz", rows, samples=["S1", "S2"], contigs={"1": CONTIG})
     genes = folder / "genes.tsv"
     genes.write_text(GENES_TSV)
     panel = gl.pp.gene_windows(genes, fasta=fasta, width=2800)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pysam
 import pytest
 import torch
 from transformers import AutoModelForMaskedLM, BertConfig
 
 import genlm_sc as gl
+from conftest import write_fasta, write_vcf
 from genlm_sc.io import InputFileError
 from genlm_sc.models import DnaMaskingCollator, build_tokenizer, load_tokenizer
 from genlm_sc.pp import PretrainingCorpus, parse_region
@@ -24,28 +24,15 @@ def small_genome(tmp_path):
     """A 3 kb random contig and a VCF with an SNV, an insertion, a deletion and a symbolic."""
     rng = np.random.default_rng(3)
     contig = "".join(rng.choice(list("ACGT"), 3000))
-    fasta = tmp_path / "ref.fa"
-    fasta.write_text(">c1\n" + "\n".join(contig[i : i + 60] for i in range(0, 3000, 60)) + "\n")
-    pysam.faidx(str(fasta))
+    fasta = write_fasta(tmp_path / "ref.fa", {"c1": contig}, width=60)
     records = [  # (0-based position, ref, alt)
         (999, contig[999], "G" if contig[999] != "G" else "T"),
         (1499, contig[1499], contig[1499] + "TTA"),
         (1999, contig[1999:2002], contig[1999]),
         (2499, contig[2499], "<DEL>"),
     ]
-    header = [
-        "##fileformat=VCFv4.2",
-        "##contig=<ID=c1,length=3000>",
-        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-        "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\ts1\ts2",
-    ]
-    lines = [f"c1\t{p + 1}\tv{i}\t{r}\t{a}\t.\tPASS\t.\tGT\t0|1\t1|1" for i, (p, r, a) in
-             enumerate(records)]  # fmt: skip
-    text = tmp_path / "calls.vcf"
-    text.write_text("\n".join(header + lines) + "\n")
-    vcf = tmp_path / "calls.vcf.gz"
-    pysam.tabix_compress(str(text), str(vcf))
-    pysam.tabix_index(str(vcf), preset="vcf")
+    rows = [("c1", p, f"v{i}", r, a, ["0|1", "1|1"], "PASS") for i, (p, r, a) in enumerate(records)]
+    vcf = write_vcf(tmp_path / "calls.vcf.gz", rows, samples=["s1", "s2"], contigs={"c1": 3000})
     return {"fasta": fasta, "vcf": vcf, "contig": contig, "records": records, "tmp": tmp_path}
 
 
@@ -84,9 +71,7 @@ def test_variant_windows_write_the_allele_in_the_centre(small_genome):
 
 
 def test_variant_windows_check_ref(small_genome, tmp_path):
-    fasta = tmp_path / "other.fa"
-    fasta.write_text(">c1\n" + "A" * 3000 + "\n")
-    pysam.faidx(str(fasta))
+    fasta = write_fasta(tmp_path / "other.fa", {"c1": "A" * 3000})
     with pytest.raises(InputFileError, match=r"REF .* does not match") as err:
         PretrainingCorpus().add_variant_windows(
             small_genome["vcf"], fasta=fasta, regions=["c1"], width=100
@@ -167,7 +152,7 @@ def test_pretrain_learns_saves_and_resumes(tmp_path):
     out = gl.tl.pretrain(
         train, eval_corpus=held, output_dir=tmp_path / "m", model=TINY, sequence_length=64,
         max_steps=40, batch_size=8, learning_rate=5e-3, warmup_steps=5, eval_steps=20,
-        device="cpu", progress=False,
+        device="cpu", progress=False, precision="fp32",
     )  # fmt: skip
     record = json.loads((out / "genlm_pretraining.json").read_text())
     assert record["metrics"]["eval_heldout_accuracy"] > 0.9  # a period-7 sequence is learnable

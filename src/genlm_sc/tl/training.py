@@ -1,10 +1,13 @@
-"""What every :class:`transformers.Trainer` run of the tools shares.
+"""The one training stack: what every :class:`transformers.Trainer` run of the tools shares.
 
-Pretraining (:func:`genlm_sc.tl.pretrain`) and classification
-(:func:`genlm_sc.tl.fit_classifier`) train with :class:`transformers.Trainer`; the settings
-that must agree between them (seeds, precision, device, no reporting, inputs passed through
-to the model as given), the time budget, the quieting of the Trainer's notes and the search
-for the last checkpoint are defined here once.
+Pretraining (:func:`genlm_sc.tl.pretrain`), classification
+(:func:`genlm_sc.tl.fit_classifier`) and expression fine-tuning
+(``fit_expression(method="finetune")``) all train with :class:`transformers.Trainer`.
+:func:`training_arguments` builds their arguments in one place: the optimisation (AdamW,
+a learning-rate schedule, gradient clipping), evaluation and checkpointing, keeping the
+best checkpoint, and the settings that must agree between them (seeds, precision, device,
+no reporting, inputs passed through to the model as given). The time budget, the quieting
+of the Trainer's notes and the search for the last checkpoint are defined here too.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-__all__ = ["TimeBudget", "last_checkpoint", "quiet_trainer", "run_settings"]
+__all__ = [
+    "TimeBudget",
+    "last_checkpoint",
+    "quiet_progress",
+    "quiet_trainer",
+    "run_settings",
+    "training_arguments",
+]
 
 
 def run_settings(
@@ -33,6 +43,107 @@ def run_settings(
         "disable_tqdm": not progress, "remove_unused_columns": False,
         "dataloader_num_workers": 0,
     }  # fmt: skip
+
+
+def training_arguments(
+    output_dir: str | os.PathLike,
+    *,
+    batch_size: int,
+    learning_rate: float,
+    random_state: int,
+    precision: str,
+    device: str,
+    progress: bool,
+    epochs: float = 1.0,
+    max_steps: int | None = None,
+    weight_decay: float = 0.0,
+    warmup_steps: int = 0,
+    scheduler: str = "linear",
+    max_grad_norm: float = 1.0,
+    evaluate: bool = False,
+    eval_steps: int | None = None,
+    eval_batch_size: int | None = None,
+    save: bool = True,
+    save_steps: int | None = None,
+    save_total_limit: int | None = 1,
+    save_only_model: bool = False,
+    best_metric: str | None = None,
+    greater_is_better: bool | None = None,
+    logging_steps: int | None = None,
+    **extra: Any,
+):
+    """:class:`transformers.TrainingArguments` of a training run of the tools.
+
+    Parameters
+    ----------
+    output_dir
+        Where checkpoints go.
+    batch_size, learning_rate, weight_decay, warmup_steps, scheduler, max_grad_norm
+        AdamW with ``warmup_steps`` of linear warm-up, then the ``scheduler``
+        (``"linear"``, ``"cosine"``, ``"constant"``, ...), gradients clipped to
+        ``max_grad_norm``.
+    epochs, max_steps
+        Length of training (``max_steps`` overrides ``epochs``).
+    random_state, precision, device, progress
+        As in :func:`run_settings`.
+    evaluate
+        Evaluate on the evaluation set every ``eval_steps`` steps (``None``: every epoch).
+    eval_batch_size
+        Default: twice ``batch_size``.
+    save, save_steps, save_total_limit, save_only_model
+        Checkpoints (at every evaluation, or every ``save_steps`` steps, else every epoch);
+        the newest ``save_total_limit`` are kept; ``save_only_model`` leaves out the
+        optimiser and random states (no resuming).
+    best_metric, greater_is_better
+        With ``evaluate``: keep the checkpoint with the best evaluation metric and load it
+        at the end.
+    logging_steps
+        Default: ``eval_steps``, else 50.
+    **extra
+        Further :class:`~transformers.TrainingArguments`.
+    """
+    from transformers import TrainingArguments
+
+    per = "epoch" if eval_steps is None else "steps"
+    evaluation = per if evaluate else "no"
+    saving = (
+        "no" if not save else (evaluation if evaluate else ("steps" if save_steps else "epoch"))
+    )
+    keep_best = evaluate and save and best_metric is not None
+    return TrainingArguments(
+        output_dir=os.fspath(output_dir),
+        max_steps=-1 if max_steps is None else int(max_steps),
+        num_train_epochs=float(epochs),
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=eval_batch_size or 2 * batch_size,
+        learning_rate=learning_rate,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        lr_scheduler_type=scheduler,
+        max_grad_norm=max_grad_norm,
+        eval_strategy=evaluation,
+        eval_steps=eval_steps if evaluate else None,
+        save_strategy=saving,
+        save_steps=save_steps or eval_steps,
+        save_total_limit=save_total_limit,
+        save_only_model=save_only_model,
+        load_best_model_at_end=keep_best,
+        metric_for_best_model=best_metric if keep_best else None,
+        greater_is_better=greater_is_better if keep_best else None,
+        logging_steps=logging_steps or eval_steps or 50,
+        **run_settings(random_state=random_state, precision=precision, device=device,
+                       progress=progress),
+        **extra,
+    )  # fmt: skip
+
+
+def quiet_progress(trainer: Any, progress: bool) -> Any:
+    """Without ``progress``, the Trainer prints no logs (its progress bar is off already)."""
+    if not progress:
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 class TimeBudget(TrainerCallback):

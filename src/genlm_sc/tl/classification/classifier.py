@@ -40,7 +40,7 @@ from ..._devices import resolve_device, resolve_precision, without_denormals
 from ...models.adapters import adapt_encoder, merge_adapters
 from ...models.encoder import load_encoder
 from ...models.heads import SequenceClassifier
-from ..training import TimeBudget, quiet_trainer, run_settings
+from ..training import TimeBudget, quiet_progress, quiet_trainer, training_arguments
 
 __all__ = [
     "classification_metrics",
@@ -203,7 +203,7 @@ def fit_classifier(
         ``"n_trainable_parameters"``, ``"n_train"``, ``"n_dev"``, ``"output_dir"`` and
         ``"params"``.
     """
-    from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+    from transformers import EarlyStoppingCallback, set_seed
 
     from ..._quiet import quiet_transformers
     from ...get import sequences as panel_sequences
@@ -248,42 +248,23 @@ def fit_classifier(
 
     dtype = resolve_precision(precision, resolved)
     evaluate = len(dev_set) > 0
-    strategy = "no" if not evaluate else ("epoch" if eval_steps is None else "steps")
     budget = TimeBudget(time_budget)
     callbacks: list[Any] = [budget]
     if evaluate and patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
     with tempfile.TemporaryDirectory(prefix="gl_classifier_") as scratch:
-        args = TrainingArguments(
-            output_dir=scratch,
-            max_steps=-1 if max_steps is None else int(max_steps),
-            num_train_epochs=float(epochs),
-            per_device_train_batch_size=batch_size,
-            per_device_eval_batch_size=2 * batch_size,
-            learning_rate=learning_rate,
-            weight_decay=weight_decay,
-            warmup_steps=warmup_steps,
-            lr_scheduler_type="linear",
-            eval_strategy=strategy,
-            eval_steps=eval_steps,
-            save_strategy=strategy,
-            save_steps=eval_steps,
-            save_total_limit=1,
-            save_only_model=True,
-            load_best_model_at_end=evaluate,
-            metric_for_best_model=best_metric if evaluate else None,
-            greater_is_better=best_metric == "mcc" if evaluate else None,
-            logging_steps=eval_steps or 50,
+        args = training_arguments(
+            scratch, batch_size=batch_size, learning_rate=learning_rate,
+            random_state=random_state, precision=dtype, device=resolved, progress=progress,
+            epochs=epochs, max_steps=max_steps, weight_decay=weight_decay,
+            warmup_steps=warmup_steps, scheduler="linear", evaluate=evaluate,
+            eval_steps=eval_steps, save=evaluate, save_total_limit=1, save_only_model=True,
+            best_metric=best_metric, greater_is_better=best_metric == "mcc",
             label_names=["labels"],
-            **run_settings(
-                random_state=random_state, precision=dtype, device=resolved, progress=progress
-            ),
+        )  # fmt: skip
+        trainer = quiet_progress(
+            _trainer(network, args, train_set, dev_set if evaluate else None, callbacks), progress
         )
-        trainer = _trainer(network, args, train_set, dev_set if evaluate else None, callbacks)
-        if not progress:
-            from transformers import PrinterCallback
-
-            trainer.remove_callback(PrinterCallback)
         start = time.perf_counter()
         with quiet_transformers(not progress), quiet_trainer():
             without_denormals(trainer.train, device=resolved)

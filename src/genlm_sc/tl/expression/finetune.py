@@ -23,137 +23,26 @@ Two ways of adapting the encoder:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ..._devices import resolve_device, without_denormals
+from ..._devices import resolve_device, resolve_precision, without_denormals
 from ...models.adapters import adapt_encoder, merge_adapters
 from ...models.encoder import SequenceEncoder, load_encoder
 from ...models.heads import HaplotypeRegressor
 from .cross_validation import cross_validate, residuals
+from .finetune_options import FinetuneOptions
 
-__all__ = ["FinetuneOptions", "pairwise_loss", "predict"]
-
-Strategy = Literal["lora", "prune"]
-
-
-@dataclass(frozen=True)
-class FinetuneOptions:
-    """Settings of ``fit_expression(method="finetune", finetune_options={...})``.
-
-    Parameters
-    ----------
-    model
-        Checkpoint directory of the pretrained language model (with its tokenizer), e.g.
-        from :func:`genlm_sc.tl.pretrain`.
-    strategy
-        ``"lora"`` (adapters on a frozen encoder) or ``"prune"`` (first ``n_layers``
-        blocks, fully fine-tuned).
-    n_layers
-        Encoder blocks kept (``None``: all). Applies to both strategies; ``"prune"`` usually
-        sets it.
-    epochs
-        Passes over the training people of each fold.
-    batch_size
-        People per optimisation step (each contributes two haplotypes).
-    learning_rate
-        Of AdamW.
-    weight_decay
-        Of AdamW.
-    pairwise_weight
-        ``w`` of the loss ``(1 - w) * MSE + w * pairwise`` (:func:`pairwise_loss`); the
-        Performer model uses 0.5.
-    lora_rank, lora_alpha
-        Rank and scaling of the LoRA adapters.
-    target_modules
-        Module names given adapters (default:
-        :data:`~genlm_sc.models.adapters.LORA_TARGETS` of the model type, i.e. the
-        feed-forward layers ``ffn.0``/``ffn.2`` of a genlm_conv model and ``query``/``value``
-        of BERT-family models; else every linear layer).
-    device
-        ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
-    random_state
-        Seed of the head's and adapters' initialisation and of the batch order (the same
-        in every fold and gene).
-    output_dir
-        Where the fitted models are saved: one folder per gene and outer fold,
-        ``output_dir/<gene>/fold_<k>`` (Hugging Face layout plus the head, loadable with
-        :meth:`HaplotypeRegressor.from_pretrained` and usable by :func:`predict`). Fold
-        ``k``'s model produced the out-of-fold predictions of the people in fold ``k``.
-        ``None``: the models are not kept.
-    refit
-        After the cross-validation, also fit one model on every person with a value
-        (covariates regressed out on everyone) and save it as ``output_dir/<gene>/all``:
-        the model to explain (:func:`genlm_sc.tl.attribute`,
-        :func:`genlm_sc.tl.variant_effects`); the fold models are for honest evaluation.
-        Needs ``output_dir``.
-    progress
-        Show a progress bar per gene and fold.
-    """
-
-    model: str | os.PathLike | None = None
-    strategy: Strategy = "lora"
-    n_layers: int | None = None
-    epochs: int = 3
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    pairwise_weight: float = 0.0
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    target_modules: Sequence[str] | None = None
-    device: str = "auto"
-    random_state: int = 0
-    output_dir: str | os.PathLike | None = None
-    refit: bool = False
-    progress: bool = True
-
-    @classmethod
-    def parse(cls, options: Mapping[str, Any] | FinetuneOptions | None) -> FinetuneOptions:
-        """Validated options from a mapping (unknown keys raise)."""
-        if isinstance(options, FinetuneOptions):
-            parsed = options
-        else:
-            options = dict(options or {})
-            known = {f.name for f in fields(cls)}
-            unknown = sorted(set(options) - known)
-            if unknown:
-                raise TypeError(f"unknown finetune options {unknown}; known: {sorted(known)}")
-            parsed = cls(**options)
-        parsed._check()
-        return parsed
-
-    def _check(self) -> None:
-        if self.model is None:
-            raise ValueError("finetune_options needs 'model': a checkpoint directory")
-        if self.strategy not in ("lora", "prune"):
-            raise ValueError(f"strategy must be 'lora' or 'prune', not {self.strategy!r}")
-        if not 0.0 <= self.pairwise_weight <= 1.0:
-            raise ValueError("pairwise_weight must lie in [0, 1]")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be positive")
-        if self.n_layers is not None and self.n_layers < 1:
-            raise ValueError("n_layers must be at least 1 (or None: all)")
-        if self.refit and self.output_dir is None:
-            raise ValueError("refit=True saves the model fitted on everyone: give output_dir")
-
-    def record(self) -> dict[str, Any]:
-        """The settings as plain strings and numbers (storable in ``uns``)."""
-        record = asdict(self)
-        record["model"] = os.fspath(self.model)
-        record["output_dir"] = "" if self.output_dir is None else os.fspath(self.output_dir)
-        record["n_layers"] = -1 if self.n_layers is None else int(self.n_layers)
-        record["target_modules"] = ",".join(self.target_modules or [])
-        return record
-
+__all__ = ["FinetuneOptions", "pairwise_loss", "predict", "train_regressor"]
 
 # --- training ---------------------------------------------------------------------------
 
@@ -195,38 +84,100 @@ def train_regressor(
     target: np.ndarray,
     options: FinetuneOptions,
     *,
-    description: str = "fine-tuning",
+    checkpoints: str | os.PathLike | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> HaplotypeRegressor:
-    """Train on standardised ``target`` with AdamW; LoRA adapters are merged afterwards."""
-    from tqdm.auto import tqdm
+    """Train on standardised ``target`` with :class:`transformers.Trainer`.
+
+    The loss is :func:`pairwise_loss`; AdamW with ``options.scheduler`` after
+    ``options.warmup_steps``, gradients clipped to norm 1. With
+    ``options.validation_fraction`` a random share of ``pairs`` is held out, evaluated
+    every epoch (or ``eval_steps``), the best evaluation's weights are kept and training
+    stops after ``patience`` evaluations without improvement. Checkpoints go to
+    ``checkpoints`` (a temporary folder when ``None``); with ``options.resume`` training
+    continues from the last one there. LoRA adapters are merged afterwards.
+    """
+    import tempfile
+
+    from ..training import last_checkpoint, quiet_progress, quiet_trainer, training_arguments
 
     device = resolve_device(options.device)
-    model.to(device).train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(
-        trainable, lr=options.learning_rate, weight_decay=options.weight_decay
-    )
-    y = torch.as_tensor(target, dtype=torch.float32, device=device)
-    order = torch.Generator().manual_seed(options.random_state)
-    n_batches = -(-len(pairs) // options.batch_size)
-    bar = tqdm(total=options.epochs * n_batches, desc=description, disable=not options.progress)
+    precision = "fp32" if device == "cpu" and options.precision == "auto" else options.precision
+    precision = resolve_precision(precision, device)
+    rows = np.arange(len(pairs))
+    held = np.zeros(len(pairs), dtype=bool)
+    if options.validation_fraction > 0:
+        n_held = max(1, round(options.validation_fraction * len(pairs)))
+        picked = np.random.default_rng(options.random_state).permutation(len(pairs))[:n_held]
+        held[picked] = True
+    examples = [{"pair": pairs[i], "label": float(target[i])} for i in rows]
+    train_set = [examples[i] for i in rows[~held]]
+    eval_set = [examples[i] for i in rows[held]] or None
+    scratch = None
+    if checkpoints is None:
+        scratch = tempfile.TemporaryDirectory(prefix="gl_finetune_")
+        checkpoints = scratch.name
+    args = training_arguments(
+        checkpoints, batch_size=options.batch_size, learning_rate=options.learning_rate,
+        random_state=options.random_state, precision=precision, device=device,
+        progress=options.progress, epochs=options.epochs, weight_decay=options.weight_decay,
+        warmup_steps=options.warmup_steps, scheduler=options.scheduler,
+        evaluate=eval_set is not None, eval_steps=options.eval_steps,
+        save_steps=options.eval_steps, save_total_limit=1 if eval_set is None else 2,
+        best_metric="loss", greater_is_better=False, label_names=["labels"],
+        logging_steps=options.eval_steps or max(len(train_set) // options.batch_size, 1),
+    )  # fmt: skip
+    extra = list(callbacks)
+    if eval_set is not None and options.patience is not None:
+        from transformers import EarlyStoppingCallback
 
-    def epochs() -> None:
-        for _ in range(options.epochs):
-            for batch in torch.randperm(len(pairs), generator=order).split(options.batch_size):
-                pred = model([pairs[i] for i in batch.tolist()])
-                loss = pairwise_loss(pred, y[batch.to(device)], options.pairwise_weight)
-                optimiser.zero_grad()
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-                optimiser.step()
-                bar.update()
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-
-    without_denormals(epochs, device=device)  # denormals slow CPU training steps
-    bar.close()
+        extra.append(EarlyStoppingCallback(early_stopping_patience=options.patience))
+    trainer = quiet_progress(
+        _regression_trainer()(
+            model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+            data_collator=_collate, callbacks=extra, pairwise_weight=options.pairwise_weight,
+        ),
+        options.progress,
+    )  # fmt: skip
+    resume_from = last_checkpoint(Path(checkpoints)) if options.resume else None
+    try:
+        with quiet_trainer():
+            without_denormals(  # denormals slow CPU training steps
+                lambda: trainer.train(resume_from_checkpoint=resume_from), device=device
+            )
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     model.encoder = merge_adapters(model.encoder)
     return model.eval()
+
+
+def _collate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "pairs": [row["pair"] for row in rows],
+        "labels": torch.tensor([row["label"] for row in rows], dtype=torch.float32),
+    }
+
+
+def _regression_trainer():
+    """A :class:`transformers.Trainer` whose loss is :func:`pairwise_loss` (defined on first
+    use: importing transformers is slow)."""
+    from transformers import Trainer
+
+    class RegressionTrainer(Trainer):
+        """Trains a :class:`~genlm_sc.models.HaplotypeRegressor` on pairs of haplotypes."""
+
+        def __init__(self, *args, pairwise_weight: float, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.pairwise_weight = pairwise_weight
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            pred = model(inputs["pairs"])
+            loss = pairwise_loss(pred, inputs["labels"].to(pred.device), self.pairwise_weight)
+            return (loss, pred) if return_outputs else loss
+
+    return RegressionTrainer
 
 
 def _predict_standardised(
@@ -303,12 +254,14 @@ class _FoldModel:
         pretrained: SequenceEncoder,
         pairs: list[tuple[str, str]],
         options: FinetuneOptions,
-        description: str,
+        gene: str,
+        folds: np.ndarray | None,
     ):
         self.pretrained = pretrained
         self.pairs = pairs
         self.options = options
-        self.description = description
+        self.gene = gene
+        self.folds = folds
         self.test_rows: np.ndarray | None = None
         self.model: HaplotypeRegressor | None = None
 
@@ -316,12 +269,30 @@ class _FoldModel:
         mean, std = float(np.mean(y)), float(np.std(y))
         std = std if std > 0 else 1.0
         model = build_regressor(self.pretrained, self.options, y_mean=mean, y_std=std)
-        people = [self.pairs[i] for i in np.asarray(rows, dtype=np.int64).ravel()]
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        people = [self.pairs[i] for i in rows]
+        checkpoints = self.checkpoints(rows)
         self.model = train_regressor(
-            model, people, (y - mean) / std, self.options, description=self.description
+            model, people, (y - mean) / std, self.options, checkpoints=checkpoints
         )
         self.model.standardise_inputs(people, batch_size=max(self.options.batch_size, 32))
+        if checkpoints is not None:
+            self.model.save_pretrained(checkpoints.parent.parent / checkpoints.name)
+            shutil.rmtree(checkpoints, ignore_errors=True)
+            with contextlib.suppress(OSError):  # the last fold's leaves an empty folder
+                checkpoints.parent.rmdir()
         return self
+
+    def checkpoints(self, rows: np.ndarray) -> Path | None:
+        """``output_dir/<gene>/checkpoints/<fold_k or all>`` (``None`` without output_dir)."""
+        if self.options.output_dir is None:
+            return None
+        if self.folds is None:
+            name = "all"
+        else:
+            missing = set(np.unique(self.folds[self.folds >= 0])) - set(self.folds[rows])
+            name = f"fold_{missing.pop()}" if len(missing) == 1 else "all"
+        return Path(self.options.output_dir) / self.gene / "checkpoints" / name
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         self.test_rows = np.asarray(rows, dtype=np.int64).ravel()
@@ -348,19 +319,15 @@ def fit_gene(
     made: list[_FoldModel] = []
 
     def make() -> _FoldModel:
-        made.append(_FoldModel(pretrained, pairs, options, f"{gene} fold {len(made) + 1}"))
+        made.append(_FoldModel(pretrained, pairs, options, gene, folds))
         return made[-1]
 
     rows = np.arange(len(pairs))[:, None]
     fit = cross_validate(rows, y, folds=folds, covariates=covariates, model=make)
     models = {}
-    for fold_model in made:
-        if fold_model.model is None or fold_model.test_rows is None:
-            continue
-        held_out = int(folds[fold_model.test_rows[0]])
-        models[held_out] = fold_model.model
-        if options.output_dir is not None:
-            fold_model.model.save_pretrained(Path(options.output_dir) / gene / f"fold_{held_out}")
+    for fold_model in made:  # each saved itself under output_dir/<gene>/fold_<k>
+        if fold_model.model is not None and fold_model.test_rows is not None:
+            models[int(folds[fold_model.test_rows[0]])] = fold_model.model
     if options.refit:
         known = np.isfinite(y)
         if covariates is not None:
@@ -369,9 +336,8 @@ def fit_gene(
         if covariates is not None:
             target = residuals(covariates[known], target, covariates[known])
         everyone = np.flatnonzero(known)
-        final = _FoldModel(pretrained, pairs, options, f"{gene} all").fit(everyone, target)
-        models["all"] = final.model
-        final.model.save_pretrained(Path(options.output_dir) / gene / "all")
+        final = _FoldModel(pretrained, pairs, options, gene, None).fit(everyone, target)
+        models["all"] = final.model  # saved as output_dir/<gene>/all
     fit["n_features"] = 2 * int(pretrained.hidden_size)
     fit["models"] = models
     return fit

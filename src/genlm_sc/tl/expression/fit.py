@@ -97,7 +97,7 @@ def fit_expression(
         token states are concatenated and a linear head predicts expression (standardised
         on the training people). LoRA adapters on a frozen encoder or a pruned, fully
         trained encoder; the settings, including the checkpoint, are ``finetune_options``
-        (see :class:`~genlm_sc.tl.expression.finetune.FinetuneOptions`). With
+        (see :class:`~genlm_sc.tl.expression.finetune_options.FinetuneOptions`). With
         ``finetune_options["output_dir"]`` each fold's fitted model is saved to
         ``output_dir/<gene>/fold_<k>`` for :func:`genlm_sc.tl.predict`.
 
@@ -140,11 +140,14 @@ def fit_expression(
         training people of each fold); ``None``: no PCA. Embedding methods only.
     finetune_options
         Settings of ``"finetune"`` (required by it, rejected by the others), a mapping
-        with the fields of :class:`~genlm_sc.tl.expression.finetune.FinetuneOptions`: ``model`` (the
-        checkpoint directory, required), ``strategy`` (``"lora"`` or ``"prune"``),
-        ``n_layers``, ``epochs``, ``batch_size``, ``learning_rate``, ``weight_decay``,
-        ``pairwise_weight``, ``lora_rank``, ``lora_alpha``, ``target_modules``,
-        ``device``, ``random_state``, ``output_dir`` and ``progress``.
+        with the fields of :class:`~genlm_sc.tl.expression.finetune_options.FinetuneOptions`:
+        ``model`` (the checkpoint directory, required), ``strategy`` (``"lora"`` or
+        ``"prune"``), ``n_layers``, ``epochs``, ``batch_size``, ``learning_rate``,
+        ``weight_decay``, ``scheduler``, ``warmup_steps``, ``validation_fraction``,
+        ``patience``, ``eval_steps``, ``pairwise_weight``, ``lora_rank``, ``lora_alpha``,
+        ``target_modules``, ``device``, ``precision``, ``random_state``, ``output_dir``,
+        ``resume``, ``refit`` and ``progress``. Training runs on
+        :class:`transformers.Trainer`, as pretraining and classification do.
     random_state
         Seed of the outer folds and the inner folds.
     key_added

@@ -104,11 +104,11 @@ def pretrain(
     single-nucleotide tokens) are in ``genlm_pretraining.json``.
     """
     import torch
-    from transformers import TrainingArguments, set_seed
+    from transformers import set_seed
 
     from ...models.masking import DnaMaskingCollator
     from ...pp.corpus import CropDataset, PretrainingCorpus, tile_sequences
-    from ..training import last_checkpoint, run_settings
+    from ..training import last_checkpoint, quiet_progress, training_arguments
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -151,26 +151,14 @@ def pretrain(
 
     resolved = resolve_device(device)
     dtype = resolve_precision(precision, resolved)
-    args = TrainingArguments(
-        output_dir=os.fspath(output_dir / "checkpoints"),
-        max_steps=max_steps,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        learning_rate=learning_rate,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        lr_scheduler_type="cosine",
-        eval_strategy="steps",
-        eval_steps=eval_steps,
-        save_strategy="steps",
-        save_steps=save_steps or eval_steps,
-        save_total_limit=2,
-        logging_steps=max(min(eval_steps // 5, 50), 1),
-        include_for_metrics=[],
-        **run_settings(
-            random_state=random_state, precision=dtype, device=resolved, progress=progress
-        ),
-    )
+    args = training_arguments(
+        output_dir / "checkpoints", batch_size=batch_size, eval_batch_size=batch_size,
+        learning_rate=learning_rate, random_state=random_state, precision=dtype,
+        device=resolved, progress=progress, max_steps=max_steps, weight_decay=weight_decay,
+        warmup_steps=warmup_steps, scheduler="cosine", evaluate=True, eval_steps=eval_steps,
+        save_steps=save_steps or eval_steps, save_total_limit=2,
+        logging_steps=max(min(eval_steps // 5, 50), 1), include_for_metrics=[],
+    )  # fmt: skip
     trainer = _trainer_class()(
         model=mlm,
         args=args,
@@ -181,10 +169,7 @@ def pretrain(
         compute_metrics=_masked_accuracy,
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
     )
-    if not progress:
-        from transformers import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+    quiet_progress(trainer, progress)
     checkpoint = last_checkpoint(output_dir / "checkpoints") if resume else None
     with quiet_transformers(not progress):
         without_denormals(  # denormals slow CPU training steps

@@ -1,0 +1,161 @@
+"""Settings of expression fine-tuning (``fit_expression(method="finetune")``)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+__all__ = ["FinetuneOptions"]
+
+Strategy = Literal["lora", "prune"]
+
+
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """Settings of ``fit_expression(method="finetune", finetune_options={...})``.
+
+    Parameters
+    ----------
+    model
+        Checkpoint directory of the pretrained language model (with its tokenizer), e.g.
+        from :func:`genlm_sc.tl.pretrain`.
+    strategy
+        ``"lora"`` (adapters on a frozen encoder) or ``"prune"`` (first ``n_layers``
+        blocks, fully fine-tuned).
+    n_layers
+        Encoder blocks kept (``None``: all). Applies to both strategies; ``"prune"`` usually
+        sets it.
+    epochs
+        Passes over the training people of each fold.
+    batch_size
+        People per optimisation step (each contributes two haplotypes).
+    learning_rate
+        Of AdamW.
+    weight_decay
+        Of AdamW.
+    pairwise_weight
+        ``w`` of the loss ``(1 - w) * MSE + w * pairwise``
+        (:func:`~genlm_sc.tl.expression.finetune.pairwise_loss`); the Performer model
+        uses 0.5.
+    lora_rank, lora_alpha
+        Rank and scaling of the LoRA adapters.
+    target_modules
+        Module names given adapters (default:
+        :data:`~genlm_sc.models.adapters.LORA_TARGETS` of the model type, i.e. the
+        feed-forward layers ``ffn.0``/``ffn.2`` of a genlm_conv model and ``query``/``value``
+        of BERT-family models; else every linear layer).
+    scheduler, warmup_steps
+        Learning-rate schedule (:class:`transformers.Trainer`'s ``lr_scheduler_type``:
+        ``"linear"`` decay to 0 at the last step, ``"cosine"``, ``"constant"``, ...) after
+        ``warmup_steps`` of linear warm-up.
+    validation_fraction
+        Share of each fold's training people held out as an inner validation set
+        (``0``: none). With one, the model is evaluated on it every epoch (or every
+        ``eval_steps`` steps) and the best evaluation's weights are kept.
+    patience
+        With a validation set: stop when the validation loss has not improved for this
+        many evaluations (``None``: train for all ``epochs``).
+    eval_steps
+        Evaluate (and checkpoint) every ``eval_steps`` steps instead of every epoch.
+    device
+        ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
+    precision
+        ``"auto"``: mixed precision (bf16, or fp16 on GPUs without it) on a GPU, fp32 on
+        the CPU (so CPU results do not depend on whether the CPU computes bf16);
+        ``"fp32"``, ``"bf16"``, ``"fp16"`` force one.
+    random_state
+        Seed of the head's and adapters' initialisation, of the batch order and of the
+        validation split (the same in every fold and gene).
+    output_dir
+        Where the fitted models are saved: one folder per gene and outer fold,
+        ``output_dir/<gene>/fold_<k>`` (Hugging Face layout plus the head, loadable with
+        :meth:`~genlm_sc.models.HaplotypeRegressor.from_pretrained`, usable by
+        :func:`~genlm_sc.tl.predict`). Fold
+        ``k``'s model produced the out-of-fold predictions of the people in fold ``k``.
+        ``None``: the models are not kept.
+    resume
+        With ``output_dir``: each fold checkpoints to ``output_dir/<gene>/checkpoints/``
+        while it trains, and a re-run resumes an interrupted fold from its last checkpoint
+        (random states included; the checkpoints are removed once the fold's model is
+        saved). The other settings must be those of the interrupted run.
+    refit
+        After the cross-validation, also fit one model on every person with a value
+        (covariates regressed out on everyone) and save it as ``output_dir/<gene>/all``:
+        the model to explain (:func:`genlm_sc.tl.attribute`,
+        :func:`genlm_sc.tl.variant_effects`); the fold models are for honest evaluation.
+        Needs ``output_dir``.
+    progress
+        Show a progress bar per gene and fold.
+    """
+
+    model: str | os.PathLike | None = None
+    strategy: Strategy = "lora"
+    n_layers: int | None = None
+    epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "linear"
+    warmup_steps: int = 0
+    validation_fraction: float = 0.0
+    patience: int | None = None
+    eval_steps: int | None = None
+    pairwise_weight: float = 0.0
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    target_modules: Sequence[str] | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    random_state: int = 0
+    output_dir: str | os.PathLike | None = None
+    resume: bool = True
+    refit: bool = False
+    progress: bool = True
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any] | FinetuneOptions | None) -> FinetuneOptions:
+        """Validated options from a mapping (unknown keys raise)."""
+        if isinstance(options, FinetuneOptions):
+            parsed = options
+        else:
+            options = dict(options or {})
+            known = {f.name for f in fields(cls)}
+            unknown = sorted(set(options) - known)
+            if unknown:
+                raise TypeError(f"unknown finetune options {unknown}; known: {sorted(known)}")
+            parsed = cls(**options)
+        parsed._check()
+        return parsed
+
+    def _check(self) -> None:
+        if self.model is None:
+            raise ValueError("finetune_options needs 'model': a checkpoint directory")
+        if self.strategy not in ("lora", "prune"):
+            raise ValueError(f"strategy must be 'lora' or 'prune', not {self.strategy!r}")
+        if not 0.0 <= self.pairwise_weight <= 1.0:
+            raise ValueError("pairwise_weight must lie in [0, 1]")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be positive")
+        if self.n_layers is not None and self.n_layers < 1:
+            raise ValueError("n_layers must be at least 1 (or None: all)")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError("validation_fraction must lie in [0, 1)")
+        if self.patience is not None and (self.patience < 1 or self.validation_fraction == 0):
+            raise ValueError("patience needs validation_fraction > 0 and is at least 1")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, not {self.precision!r}")
+        if self.refit and self.output_dir is None:
+            raise ValueError("refit=True saves the model fitted on everyone: give output_dir")
+
+    def record(self) -> dict[str, Any]:
+        """The settings as plain strings and numbers (storable in ``uns``)."""
+        record = asdict(self)
+        record["model"] = os.fspath(self.model)
+        record["output_dir"] = "" if self.output_dir is None else os.fspath(self.output_dir)
+        record["n_layers"] = -1 if self.n_layers is None else int(self.n_layers)
+        record["target_modules"] = ",".join(self.target_modules or [])
+        record["patience"] = -1 if self.patience is None else int(self.patience)
+        record["eval_steps"] = -1 if self.eval_steps is None else int(self.eval_steps)
+        return record
