@@ -157,9 +157,14 @@ def load_encoder(
     device: str = "auto",
     precision: str = "auto",
     max_length: int | None = None,
+    trust_remote_code: bool = False,
 ) -> SequenceEncoder:
     """A :class:`SequenceEncoder` from a checkpoint directory, a ``(model, tokenizer)`` pair
     or an encoder (returned as is).
+
+    ``trust_remote_code=True`` lets a checkpoint whose ``config.json`` names code of its own
+    (``auto_map``) run that code; without it such a checkpoint is an error. A path that is
+    not a local folder is an error too (:mod:`genlm_sc.models.loading`).
 
     A directory is any local Hugging Face checkpoint of a BERT-family encoder with its
     tokenizer: ours (:func:`genlm_sc.tl.pretrain`), DNABERT-style k-mer, Nucleotide
@@ -171,14 +176,13 @@ def load_encoder(
         from transformers import AutoModel
 
         from .._quiet import quiet_transformers
+        from .loading import from_local
         from .tokenization import load_tokenizer
 
         path = os.fspath(model)
-        if not os.path.isdir(path):
-            raise FileNotFoundError(f"no model directory at {path} (models are never downloaded)")
         with quiet_transformers(errors_only=True):  # the unused masked-LM head is expected
-            network = AutoModel.from_pretrained(path, local_files_only=True)
-        tokenizer = load_tokenizer(path, local_files_only=True)
+            network = from_local(AutoModel, path, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
         return SequenceEncoder(
             network, tokenizer, device=device, precision=precision, max_length=max_length,
             source=os.path.abspath(path),

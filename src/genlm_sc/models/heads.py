@@ -210,8 +210,9 @@ class PooledSequenceModel(nn.Module):
     def from_pretrained(cls, path: str | os.PathLike, *, device: str = "auto"):
         """Load a model saved by :meth:`save_pretrained` (in evaluation mode)."""
         from .encoder import load_encoder
+        from .loading import local_folder
 
-        path = Path(path)
+        path = Path(local_folder(path, what=cls.saved_kind))
         if not (path / cls.head_config).is_file():
             raise FileNotFoundError(f"no {cls.saved_kind} at {path}")
         settings = json.loads((path / cls.head_config).read_text())

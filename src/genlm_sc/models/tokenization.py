@@ -399,20 +399,24 @@ def load_tokenizer(path: str | os.PathLike, **kwargs: Any) -> PreTrainedTokenize
     Parameters
     ----------
     path
-        Folder written by ``save_pretrained`` (tokenizer alone or with a model), or a Hub id.
+        Folder written by ``save_pretrained`` (tokenizer alone or with a model). Nothing is
+        downloaded: anything else is a :class:`~genlm_sc.models.loading.CheckpointError`.
     **kwargs
-        Passed to ``from_pretrained``.
+        Passed to ``from_pretrained`` (always offline; ``trust_remote_code`` is ``False``
+        unless given).
 
     Returns
     -------
     PreTrainedTokenizerFast
         The tokenizer; any third-party tokenizer comes back as ``AutoTokenizer`` gives it.
     """
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    from .loading import from_local
+
+    tokenizer = from_local(AutoTokenizer, path, what="tokenizer", **kwargs)
     if tokenizer.init_kwargs.get(_KIND_KEY) == "kmer" and not isinstance(
         tokenizer, KmerTokenizerFast
     ):
-        tokenizer = KmerTokenizerFast.from_pretrained(path, **kwargs)
+        tokenizer = from_local(KmerTokenizerFast, path, what="tokenizer", **kwargs)
     return tokenizer
 
 

@@ -446,13 +446,12 @@ def _load_masked_lm(path: str) -> tuple[Any, Any]:
     from transformers import AutoModelForMaskedLM
 
     from ..._quiet import quiet_transformers
+    from ...models.loading import from_local
     from ...models.tokenization import load_tokenizer
 
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"no model directory at {path} (models are never downloaded)")
     with quiet_transformers():
-        network = AutoModelForMaskedLM.from_pretrained(path, local_files_only=True)
-    return network, load_tokenizer(path, local_files_only=True)
+        network = from_local(AutoModelForMaskedLM, path)
+    return network, load_tokenizer(path)
 
 
 # --- helpers --------------------------------------------------------------------------

@@ -90,7 +90,11 @@ def variant_effects(
     if model is None and expression_model is None:
         raise ValueError("give a masked language model (model=) and/or expression_model=")
     from ...get import gene_index, haplotype_store, sample_rows
+    from ...models.loading import local_folder
 
+    for given in (model, expression_model):  # a wrong path fails before any work
+        if isinstance(given, str | os.PathLike):
+            local_folder(given)
     adata = adata.copy() if copy else adata
     window = gene_window(adata, gene)
     ds = haplotype_store(adata)

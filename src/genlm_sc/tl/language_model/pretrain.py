@@ -265,7 +265,9 @@ def _model(model: Any, tokenizer):
     from ...models import GenlmConvConfig
 
     if isinstance(model, str | os.PathLike):
-        return AutoModelForMaskedLM.from_pretrained(model)
+        from ...models.loading import from_local
+
+        return from_local(AutoModelForMaskedLM, model)
     if model is None or isinstance(model, dict):
         options = {"hidden_size": 128, "num_conv_layers": 8, **(model or {})}
         model = GenlmConvConfig(vocab_size=len(tokenizer), **options)
