@@ -363,3 +363,39 @@ def test_simulation_plants_hand_picked_causal_variants():
     with pytest.raises(KeyError, match="not in the window"):
         bad = pd.DataFrame({"gene": [gene], "variant_id": ["rs_nowhere"]})
         gl.datasets.simulate_expression(cohort, causal=bad)
+
+
+# --- numbers that look fine but are not -----------------------------------------------
+
+
+def test_constant_expression_scores_are_nan_with_a_warning(simulated):
+    cohort = fresh(simulated)
+    gene = cohort.var_names[0]
+    cohort.X[:, 0] = 1.5  # everyone the same
+    with pytest.warns(UserWarning, match="all 1.5: r, Spearman rho and R² are undefined"):
+        gl.tl.fit_expression(cohort, method="predixcan", genes=[gene])
+    row = gl.get.expression_results(cohort).iloc[0]
+    assert np.isnan(row["r"]) and np.isnan(row["spearman"]) and np.isnan(row["r2"])
+
+
+def test_folds_must_be_a_whole_number(simulated):
+    with pytest.raises(TypeError, match=r"n_folds must be an integer, not 2\.5"):
+        gl.tl.fit_expression(fresh(simulated), method="predixcan", n_folds=2.5)
+    with pytest.raises(TypeError, match="n_folds must be an integer"):
+        gl.tl.fit_dosages(np.ones((30, 2)), np.arange(30.0), folds=True)
+
+
+def test_infinite_expression_is_an_error_naming_the_gene(simulated):
+    cohort = fresh(simulated)
+    gene = cohort.var_names[2]
+    cohort.X[[4, 9], 2] = np.inf
+    with pytest.raises(ValueError, match=rf"expression of {gene} has 2 infinite.*\[4, 9\]"):
+        gl.tl.fit_expression(cohort, method="predixcan", genes=[gene])
+    with pytest.raises(ValueError, match="y has 1 infinite"):
+        gl.tl.fit_dosages(np.ones((30, 2)), np.r_[np.inf, np.arange(29.0)], folds=3)
+
+
+def test_small_test_folds_warn(simulated):
+    cohort = fresh(simulated)[:10].copy()
+    with pytest.warns(UserWarning, match="fewer than 20 people"):
+        gl.tl.fit_expression(cohort, method="predixcan", genes=[cohort.var_names[0]])

@@ -238,3 +238,13 @@ def test_gene_level_targets_with_the_same_folds_fit_together_as_if_alone(gene_pa
         )
         assert together.loc[f"both_{name}", "r"] == pytest.approx(alone.loc[f"alone_{name}", "r"])
     assert together.loc["both_gappy", "n_genes"] < together.loc["both_noisy", "n_genes"]
+
+
+def test_heritability_outside_0_1_is_flagged(cohort):
+    cohort, genes = cohort
+    few = cohort[:8].copy()  # unbiased estimates of 8 people stray outside [0, 1]
+    with pytest.warns(UserWarning, match=r"outside \[0, 1\] for 2 gene"):
+        gl.tl.predictability(few, genes=genes, n_clusters=(2,))
+    table = gl.get.predictability(few)
+    outside = (table["cis_h2"] < 0) | (table["cis_h2"] > 1)
+    assert outside.sum() == 2 and (table["cis_h2_outside_0_1"] == outside).all()

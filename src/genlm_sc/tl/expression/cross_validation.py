@@ -8,6 +8,7 @@ predictions are scored together.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from sklearn.metrics import r2_score
 __all__ = [
     "FOLD_KEY",
     "UNS_KEY",
+    "check_finite",
+    "check_fold_sizes",
     "cross_validate",
     "fold_settings",
     "outer_folds",
@@ -93,11 +96,24 @@ def cross_validate(
 
 
 def prediction_scores(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """Pearson r, Spearman rho and R² of predictions (r and rho NaN when either is constant)."""
+    """Pearson r, Spearman rho and R² of predictions.
+
+    Undefined scores are NaN: all three for fewer than two people or a constant observed
+    value (with a warning: R² would otherwise read 1 or 0 by convention), r and rho for
+    constant predictions (R² is defined then).
+    """
     if observed.size < 2:
         return {"r": np.nan, "spearman": np.nan, "r2": np.nan}
+    if np.ptp(observed) == 0:
+        warnings.warn(
+            f"the observed values of {observed.size} people are all {observed[0]:g}: r, "
+            "Spearman rho and R² are undefined (NaN)",
+            UserWarning,
+            stacklevel=2,
+        )
+        return {"r": np.nan, "spearman": np.nan, "r2": np.nan}
     r2 = float(r2_score(observed, predicted))
-    if np.ptp(observed) == 0 or np.ptp(predicted) == 0:
+    if np.ptp(predicted) == 0:
         return {"r": np.nan, "spearman": np.nan, "r2": r2}
     r = float(np.corrcoef(observed, predicted)[0, 1])
     rho = float(stats.spearmanr(observed, predicted).statistic)
@@ -106,6 +122,8 @@ def prediction_scores(observed: np.ndarray, predicted: np.ndarray) -> dict[str, 
 
 def random_folds(n: int, *, n_folds: int, random_state: int | None) -> np.ndarray:
     """Each of ``n`` people's fold: a random, balanced assignment to ``n_folds`` folds."""
+    if isinstance(n_folds, bool) or not isinstance(n_folds, int | np.integer):
+        raise TypeError(f"n_folds must be an integer, not {n_folds!r}")
     if not 2 <= n_folds <= n:
         raise ValueError(f"cannot make {n_folds} folds of {n} people")
     folds = np.empty(n, dtype=np.int64)
@@ -204,3 +222,31 @@ def group_folds(adata: ad.AnnData, folds_by: str, test_groups: list[str]) -> np.
         raise ValueError(f"obs[{folds_by!r}] needs at least two groups to leave one out")
     folds[present] = np.searchsorted(groups, labels[present])
     return folds
+
+
+#: Test folds with fewer people than this give unstable scores (a warning says so).
+MIN_FOLD_PEOPLE = 20
+
+
+def check_fold_sizes(folds: np.ndarray) -> None:
+    """Warn when a test fold holds fewer than :data:`MIN_FOLD_PEOPLE` people."""
+    folds = np.asarray(folds)
+    sizes = {int(f): int((folds == f).sum()) for f in np.unique(folds[folds >= 0])}
+    small = {f: n for f, n in sizes.items() if n < MIN_FOLD_PEOPLE}
+    if small:
+        warnings.warn(
+            f"test folds with fewer than {MIN_FOLD_PEOPLE} people (fold: people {small}): "
+            "their scores are unstable; use fewer folds or more people",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def check_finite(values: np.ndarray, what: str) -> None:
+    """NaN marks a missing value; an infinite one is an error naming ``what``."""
+    infinite = np.flatnonzero(np.isinf(np.asarray(values, dtype=np.float64)))
+    if infinite.size:
+        raise ValueError(
+            f"{what} has {infinite.size} infinite value(s) (rows {infinite[:10].tolist()}); "
+            "use NaN for a missing value, or fix the transformation that made them"
+        )

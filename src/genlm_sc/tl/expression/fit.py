@@ -11,6 +11,8 @@ import pandas as pd
 
 from .cross_validation import (
     UNS_KEY,
+    check_finite,
+    check_fold_sizes,
     cross_validate,
     outer_folds,
     random_folds,
@@ -206,6 +208,7 @@ def fit_expression(
         test_groups=test_groups,
         random_state=random_state,
     )
+    check_fold_sizes(folds)
     confounders = covariate_matrix(adata, covariates)
     if method == "predixcan":
         features = dosage_source(adata, window=window)
@@ -220,6 +223,7 @@ def fit_expression(
     for gene in gene_ids:
         x, names = features(gene)
         y = expression_values(adata, gene)
+        check_finite(y, f"the expression of {gene}")
         if method == "predixcan":
             fits[gene] = fit_dosages(
                 x, y, folds=folds, covariates=confounders, random_state=random_state
@@ -313,8 +317,10 @@ def fit_dosages(
         raise ValueError(f"dosages {x.shape} and y ({y.size},) do not match people")
     if not np.isfinite(x).all():
         raise ValueError("dosages have missing or non-finite values; impute them first")
+    check_finite(y, "y")
     if np.isscalar(folds):
-        folds = random_folds(y.size, n_folds=int(folds), random_state=random_state)
+        folds = random_folds(y.size, n_folds=folds, random_state=random_state)
+    check_fold_sizes(np.asarray(folds))
     confounders = None if covariates is None else np.asarray(covariates, dtype=np.float64)
     model = elastic_net(n_features=x.shape[1], random_state=random_state)
     fit = cross_validate(x, y, folds=np.asarray(folds), covariates=confounders, model=model)

@@ -105,7 +105,8 @@ def predictability(
     ``None``, or the annotated copy when ``copy=True``. The table
     (:func:`genlm_sc.get.predictability`) is indexed by gene id with ``gene_name``,
     ``n_haplotypes``, ``silhouette``,
-    ``silhouette_k`` (the best k), ``cis_h2``, ``n_cis_variants`` (variants kept for
+    ``silhouette_k`` (the best k), ``cis_h2`` (with ``cis_h2_outside_0_1`` flagging
+    estimates outside [0, 1], with a warning), ``n_cis_variants`` (variants kept for
     it) and, with
     ``method_key``, ``r``. Sets ``adata.var`` columns ``gl_silhouette``,
     ``gl_silhouette_k``, ``gl_cis_h2`` and ``gl_n_cis_variants`` (NaN for genes not
@@ -131,6 +132,16 @@ def predictability(
     n_haplotypes = var["n_haplotypes"] if "n_haplotypes" in var else np.nan
     table["n_haplotypes"] = np.asarray(n_haplotypes, dtype=np.float64) * np.ones(len(gene_ids))
     table = table.join(separability).join(heritability)
+    table["cis_h2_outside_0_1"] = (table["cis_h2"] < 0) | (table["cis_h2"] > 1)
+    if table["cis_h2_outside_0_1"].any():
+        outside = table.loc[table["cis_h2_outside_0_1"], "cis_h2"].round(2).to_dict()
+        warnings.warn(
+            f"cis-h² estimates outside [0, 1] for {len(outside)} gene(s) ({outside}): "
+            "Haseman-Elston estimates are unconstrained and noisy with few people or "
+            "variants; they are flagged in the column cis_h2_outside_0_1",
+            UserWarning,
+            stacklevel=2,
+        )
     if r_column:
         table["r"] = var[r_column].astype(np.float64).to_numpy()
 
