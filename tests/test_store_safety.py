@@ -518,3 +518,33 @@ def test_results_are_sealed_and_checked(store, tmp_path):
     with pytest.raises(CorruptStoreError) as info:
         gl_store.read_result(gl.read(store), "gl_test", "PSMF1")
     assert_names(info.value, store, "array results/gl_test/PSMF1/score, chunk c/0/0")
+
+
+# --- inputs recorded are inputs checked ------------------------------------------------
+
+
+def test_a_replaced_fasta_is_not_used_in_silence(example, tmp_path):
+    fasta = tmp_path / "ref.fa.gz"
+    for suffix in ("", ".fai", ".gzi"):
+        shutil.copy(str(example.fasta) + suffix, str(fasta) + suffix)
+    panel = gl.pp.gene_windows(example.genes, fasta=fasta, width=256, genes=GENES)
+    before = gl.get.sequences(panel)
+    shutil.copy(tmp_path / "ref.fa.gz", tmp_path / "kept.fa.gz")
+    with open(fasta, "r+b") as handle:  # same size, other bytes at the start
+        head = handle.read(64)
+        handle.seek(0)
+        handle.write(bytes(b ^ 0xFF for b in head))
+    with pytest.raises(ValueError, match=r"recorded FASTA .*ref\.fa\.gz has changed"):
+        gl.get.sequences(panel)
+    fasta.unlink()
+    with pytest.raises(FileNotFoundError, match="is gone; pass the file explicitly"):
+        gl.get.sequences(panel)
+    pd.testing.assert_series_equal(gl.get.sequences(panel, fasta=tmp_path / "kept.fa.gz"), before)
+
+
+def test_a_store_of_another_cohort_is_not_read(tiny, store):
+    other = gl.read(store)
+    other.obs_names = [f"stranger{i}" for i in range(other.n_obs)]  # an .h5ad of other people
+    with pytest.raises(StoreError, match=r"does not hold 8 of its people .*stranger0"):
+        gl.get.haplotypes(other, other.var_names[0])
+    assert_same_people(people(gl.read(store)), people(tiny))  # the store itself is fine

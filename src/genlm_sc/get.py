@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._provenance import check_file_record
 from .io.fasta import FastaReference
 from .pp.haplotypes import reverse_complement, stored_reference_positions
 from .store import open_haplotypes
@@ -143,14 +144,12 @@ def sequences(adata: ad.AnnData, *, fasta: str | os.PathLike | None = None) -> p
 
 
 def recorded_fasta(adata: ad.AnnData) -> str:
-    """The path of the FASTA recorded in ``uns["gl"]`` (it must still exist)."""
+    """The path of the FASTA recorded in ``uns["gl"]``, checked against the size and
+    fingerprint recorded with it (a replaced or edited file is an error, not silently used)."""
     record = adata.uns.get("gl", {}).get("fasta")
     if not record:
         raise KeyError("no FASTA recorded in adata.uns['gl']; pass fasta=")
-    path = record["path"] if isinstance(record, dict) else record
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"the recorded FASTA {path} is gone; pass fasta=")
-    return path
+    return check_file_record(record, what="FASTA")
 
 
 def unique_haplotypes(adata: ad.AnnData, gene: str) -> pd.DataFrame:

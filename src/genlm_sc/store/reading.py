@@ -31,8 +31,40 @@ def store_location(adata: ad.AnnData) -> str:
 
 
 def open_haplotypes(adata: ad.AnnData) -> xr.Dataset:
-    """The haplotype Dataset of a cohort, lazily (dask arrays) from its Zarr store."""
-    return open_haplotypes_at(store_location(adata))
+    """The haplotype Dataset of a cohort, lazily (dask arrays) from its Zarr store.
+
+    The store is used only when it holds the cohort's people and genes: an AnnData whose
+    ``uns`` names another store (an ``.h5ad`` moved next to another cohort's store, say)
+    is an error rather than a source of someone else's haplotypes.
+    """
+    location = store_location(adata)
+    ds = open_haplotypes_at(location)
+    key = (location, id(ds), id(adata.obs_names), id(adata.var_names))
+    if key not in _MATCHED:
+        _check_matches(adata, ds, location)
+        _MATCHED[key] = True
+    return ds
+
+
+#: (store, Dataset, obs_names, var_names) identities already checked to match.
+_MATCHED: dict[tuple, bool] = {}
+
+
+def _check_matches(adata: ad.AnnData, ds: xr.Dataset, location: str) -> None:
+    import pandas as pd
+
+    for what, names, stored in (
+        ("people", adata.obs_names, ds["sample"].values),
+        ("genes", adata.var_names, ds["gene"].values),
+    ):
+        missing = pd.Index(names).difference(pd.Index([str(s) for s in stored]))
+        if len(missing):
+            raise StoreError(
+                location,
+                f"is named in this AnnData's uns['gl']['store'] but does not hold "
+                f"{len(missing)} of its {what} (e.g. {list(missing[:3])}): it belongs to "
+                "another cohort; read the cohort's own store with gl.read",
+            )
 
 
 def _is_current(location: str, path: Path) -> bool:
