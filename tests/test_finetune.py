@@ -243,7 +243,15 @@ def test_training_resumes_from_its_last_checkpoint_as_if_never_stopped(tmp_path)
         stop = [stop_after_first_save()]
         train_regressor(regressor(folder, **settings), pairs, target, options,
                         checkpoints=tmp_path / "killed", callbacks=stop)  # fmt: skip
-    assert [p.name for p in (tmp_path / "killed").iterdir()] == ["checkpoint-5"]
+    assert sorted(p.name for p in (tmp_path / "killed").iterdir()) == [
+        "checkpoint-5",
+        "genlm_run.json",
+    ]
+    changed = FinetuneOptions.parse({"model": folder, "device": "cpu", **settings,
+                                     "learning_rate": 2e-2})  # fmt: skip
+    with pytest.raises(ValueError, match=r"learning_rate: 0\.01 -> 0\.02"):
+        train_regressor(regressor(folder, **settings), pairs, target, changed,
+                        checkpoints=tmp_path / "killed")  # fmt: skip
     steps = step_recorder()
     resumed = train_regressor(regressor(folder, **settings), pairs, target, options,
                               checkpoints=tmp_path / "killed", callbacks=[steps])  # fmt: skip

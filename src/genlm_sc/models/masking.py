@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +34,12 @@ class DnaMaskingCollator:
     mlm_probability, variant_mlm_probability
         Masking rates; ``None`` for the variant rate means no special treatment.
     random_state
-        With ``deterministic=True`` the masks of a batch depend only on ``random_state`` and the
-        batch's sequences (evaluation sets); otherwise a running generator is used.
+        The masks of a batch are a function of ``random_state`` and of the batch: of its
+        examples' ``index`` when every example has one (the crops of
+        :class:`~genlm_sc.pp.corpus.CropDataset`, so the same crop drawn at another step gets
+        other masks), else of its sequences (evaluation sets). No state runs on from batch
+        to batch, so a run resumed from a checkpoint masks exactly as the uninterrupted
+        run did.
     only_variants
         Score only tokens covering a variant (evaluation of the variant-position metrics).
     """
@@ -47,7 +52,6 @@ class DnaMaskingCollator:
         mlm_probability: float = 0.15,
         variant_mlm_probability: float | None = None,
         random_state: int = 0,
-        deterministic: bool = False,
         only_variants: bool = False,
     ):
         self.tokenizer = tokenizer
@@ -56,9 +60,7 @@ class DnaMaskingCollator:
         self.variant_mlm_probability = variant_mlm_probability
         self.span = mask_span(tokenizer)
         self.random_state = random_state
-        self.deterministic = deterministic
         self.only_variants = only_variants
-        self._rng = np.random.default_rng(random_state)
         specials = set(tokenizer.all_special_ids)
         self._ordinary = np.array([i for i in range(len(tokenizer)) if i not in specials])
 
@@ -76,7 +78,7 @@ class DnaMaskingCollator:
         ids = encoded["input_ids"].astype(np.int64)
         special = encoded["special_tokens_mask"].astype(bool)
         variant = self._variant_tokens(examples, encoded["offset_mapping"], special)
-        generator = self._batch_rng(sequences)
+        generator = self._batch_rng(examples)
         if self.only_variants:
             picked = variant & ~special
         else:
@@ -97,11 +99,15 @@ class DnaMaskingCollator:
             "labels": torch.from_numpy(labels),
         }
 
-    def _batch_rng(self, sequences: list[str]) -> np.random.Generator:
-        if not self.deterministic:
-            return self._rng
-        digest = np.frombuffer("".join(sequences).encode("ascii"), dtype=np.uint8)
-        return np.random.default_rng([self.random_state, len(digest), int(digest.sum()) % (2**31)])
+    def _batch_rng(self, examples: Sequence[dict[str, Any]]) -> np.random.Generator:
+        """A generator seeded by ``random_state`` and a digest of the batch."""
+        digest = hashlib.blake2b(digest_size=8)
+        if all("index" in e for e in examples):
+            digest.update(np.asarray([e["index"] for e in examples], dtype=np.int64).tobytes())
+        else:
+            for e in examples:
+                digest.update(e["sequence"].encode("ascii") + b"\n")
+        return np.random.default_rng([self.random_state, int.from_bytes(digest.digest(), "little")])
 
     @staticmethod
     def _variant_tokens(

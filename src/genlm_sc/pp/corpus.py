@@ -296,8 +296,9 @@ class PretrainingCorpus:
 class CropDataset:
     """Random crops of a corpus, ``length`` bases each, drawn in proportion to weight × length.
 
-    Item ``i`` is a pure function of ``(seed, i)``, so an interrupted and resumed run sees
-    the same examples. Sequences shorter than ``length`` are returned whole.
+    Item ``i`` is a pure function of ``(random_state, i)`` and carries ``index`` ``i`` (the
+    masking collator draws its masks from it), so an interrupted and resumed run sees the
+    same examples with the same masks. Sequences shorter than ``length`` are returned whole.
     """
 
     def __init__(
@@ -327,6 +328,7 @@ class CropDataset:
         crop = slice(offset, offset + self.length)
         mask = self.corpus.variant_masks[j]
         return {
+            "index": int(i),
             "sequence": codes[crop].tobytes().decode("ascii"),
             "variant": None if mask is None else mask[crop],
         }

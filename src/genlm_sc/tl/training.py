@@ -13,7 +13,10 @@ of the Trainer's notes and the search for the last checkpoint are defined here t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -27,6 +30,7 @@ __all__ = [
     "last_checkpoint",
     "quiet_progress",
     "quiet_trainer",
+    "resume_point",
     "run_settings",
     "training_arguments",
 ]
@@ -188,10 +192,80 @@ def quiet_trainer() -> Iterator[None]:
         logging.set_verbosity(verbosity)
 
 
-def last_checkpoint(folder: Path) -> str | None:
-    """The newest ``checkpoint-<step>`` folder in ``folder`` (``None``: none there)."""
-    from transformers.trainer_utils import get_last_checkpoint
+#: The settings of the run that writes a folder of checkpoints.
+RUN_FILE = "genlm_run.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest complete ``checkpoint-<step>`` folder in ``folder`` (``None``: none).
+
+    A checkpoint is complete once the Trainer has written its state (``trainer_state.json``,
+    written last) and the optimiser and random states; a half-written newest one, left by a
+    run killed while saving, is skipped with a warning.
+    """
     if not folder.is_dir():
         return None
-    return get_last_checkpoint(os.fspath(folder))
+    steps = sorted(
+        (int(m.group(1)), p) for p in folder.iterdir() if (m := _CHECKPOINT.match(p.name))
+    )
+    for _, path in reversed(steps):
+        if _complete(path):
+            return os.fspath(path)
+        warnings.warn(
+            f"{path} is incomplete (a run stopped while saving it); resuming from an earlier "
+            "checkpoint",
+            UserWarning,
+            stacklevel=2,
+        )
+    return None
+
+
+def _complete(path: Path) -> bool:
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return (path / "optimizer.pt").is_file() and any(path.glob("rng_state*.pth"))
+
+
+def resume_point(folder: Path, settings: dict[str, Any], *, resume: bool) -> str | None:
+    """Where a run that writes checkpoints to ``folder`` starts from.
+
+    Parameters
+    ----------
+    folder
+        The run's checkpoint folder.
+    settings
+        Everything that determines the run's result (JSON-ready); recorded in
+        ``folder/genlm_run.json``.
+    resume
+        Continue from the newest complete checkpoint. It is refused, naming what changed,
+        when the recorded settings differ; ``resume=False`` starts afresh and removes the
+        old run's checkpoints.
+
+    Returns
+    -------
+    The checkpoint to pass to ``Trainer.train(resume_from_checkpoint=...)``, or ``None``.
+    """
+    settings = json.loads(json.dumps(settings, default=str))
+    folder.mkdir(parents=True, exist_ok=True)
+    recorded_file = folder / RUN_FILE
+    checkpoint = last_checkpoint(folder) if resume else None
+    if checkpoint is not None and recorded_file.is_file():
+        recorded = json.loads(recorded_file.read_text())
+        changed = sorted(k for k in settings.keys() | recorded.keys()
+                         if settings.get(k) != recorded.get(k))  # fmt: skip
+        if changed:
+            shown = "; ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+            raise ValueError(
+                f"{folder} holds checkpoints of a run with other settings ({shown}); resuming "
+                "would mix the two. Pass resume=False to start afresh there (its checkpoints "
+                "are removed), or use another folder"
+            )
+    if checkpoint is None:
+        for path in folder.iterdir():
+            if _CHECKPOINT.match(path.name):
+                shutil.rmtree(path)
+    recorded_file.write_text(json.dumps(settings, indent=2))
+    return checkpoint

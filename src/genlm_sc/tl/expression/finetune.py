@@ -99,7 +99,7 @@ def train_regressor(
     """
     import tempfile
 
-    from ..training import last_checkpoint, quiet_progress, quiet_trainer, training_arguments
+    from ..training import quiet_progress, quiet_trainer, resume_point, training_arguments
 
     device = resolve_device(options.device)
     precision = "fp32" if device == "cpu" and options.precision == "auto" else options.precision
@@ -139,7 +139,13 @@ def train_regressor(
         ),
         options.progress,
     )  # fmt: skip
-    resume_from = last_checkpoint(Path(checkpoints)) if options.resume else None
+    settings = {
+        **{k: v for k, v in options.record().items()
+           if k not in ("device", "output_dir", "progress", "resume", "refit")},
+        "model_weights": sum(float(p.detach().double().sum()) for p in model.parameters()),
+        "data": _digest(pairs, target),
+    }  # fmt: skip
+    resume_from = resume_point(Path(checkpoints), settings, resume=options.resume)
     try:
         with quiet_trainer():
             without_denormals(  # denormals slow CPU training steps
@@ -151,6 +157,17 @@ def train_regressor(
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     model.encoder = merge_adapters(model.encoder)
     return model.eval()
+
+
+def _digest(pairs: Sequence[tuple[str, str]], target: np.ndarray) -> str:
+    """A fingerprint of the training people and their targets."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=16)
+    for first, second in pairs:
+        digest.update(f"{first}\t{second}\n".encode())
+    digest.update(np.asarray(target, dtype=np.float64).tobytes())
+    return digest.hexdigest()
 
 
 def _collate(rows: list[dict[str, Any]]) -> dict[str, Any]:

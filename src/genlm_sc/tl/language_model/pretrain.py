@@ -90,7 +90,10 @@ def pretrain(
         ``"auto"``: bf16 on GPUs that have it (fp16 on older ones), bf16 on CPUs with AMX
         or AVX-512 BF16, else fp32.
     resume
-        Continue from the last checkpoint in ``output_dir/checkpoints``.
+        Continue from the newest complete checkpoint in ``output_dir/checkpoints``, exactly
+        as the uninterrupted run would have gone on (model, optimiser, schedule, data order
+        and masks). A run with other settings (corpus, tokenizer, model, schedule, ...) is
+        refused, naming what changed; ``resume=False`` starts afresh there.
     genome_build
         Recorded with the data parameters (e.g. ``"GRCh37"``).
     progress
@@ -108,7 +111,7 @@ def pretrain(
 
     from ...models.masking import DnaMaskingCollator
     from ...pp.corpus import CropDataset, PretrainingCorpus, tile_sequences
-    from ..training import last_checkpoint, quiet_progress, training_arguments
+    from ..training import quiet_progress, resume_point, training_arguments
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -141,11 +144,10 @@ def pretrain(
     eval_collators = {
         "heldout": DnaMaskingCollator(
             tokenizer, max_length=max_tokens, mlm_probability=mlm_probability,
-            random_state=random_state + 1, deterministic=True,
+            random_state=random_state + 1,
         ),
         "variants": DnaMaskingCollator(
-            tokenizer, max_length=max_tokens, random_state=random_state + 1, deterministic=True,
-            only_variants=True,
+            tokenizer, max_length=max_tokens, random_state=random_state + 1, only_variants=True,
         ),
     }  # fmt: skip
 
@@ -170,7 +172,18 @@ def pretrain(
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
     )
     quiet_progress(trainer, progress)
-    checkpoint = last_checkpoint(output_dir / "checkpoints") if resume else None
+    settings = {
+        "corpus": corpus.description(), "eval_corpus": eval_corpus.description(),
+        "tokenizer": _tokenizer_record(tokenizer), "model": mlm.config.to_dict(),
+        "sequence_length": sequence_length, "max_steps": max_steps, "batch_size": batch_size,
+        "learning_rate": learning_rate, "warmup_steps": warmup_steps,
+        "weight_decay": weight_decay, "mlm_probability": mlm_probability,
+        "variant_mlm_probability": variant_mlm_probability, "random_state": random_state,
+        "eval_steps": eval_steps, "eval_examples": eval_examples, "precision": dtype,
+    }  # fmt: skip
+    for volatile in ("transformers_version", "_name_or_path"):
+        settings["model"].pop(volatile, None)
+    checkpoint = resume_point(output_dir / "checkpoints", settings, resume=resume)
     with quiet_transformers(not progress):
         without_denormals(  # denormals slow CPU training steps
             lambda: trainer.train(resume_from_checkpoint=checkpoint), device=resolved
