@@ -30,19 +30,14 @@ def write_fasta(path: Path, contigs: dict[str, str], *, width: int | None = None
     return path
 
 
-def write_vcf(
-    path: Path,
-    records: Iterable[Sequence],
-    *,
-    samples: Sequence[str],
-    contigs: dict[str, int],
-) -> Path:
-    """A bgzipped, tabix-indexed VCF 4.2 with GT calls, written from plain records.
+def vcf_lines(
+    records: Iterable[Sequence], *, samples: Sequence[str], contigs: dict[str, int]
+) -> list[str]:
+    """The text lines of a VCF 4.2 with GT calls, written from plain records.
 
     ``records`` are ``(chrom, pos0, id, ref, alt, genotypes)`` with a 0-based position, the
     ALT field as written (several alleles joined by ``,``) and one ``GT`` string per sample;
-    a seventh item, when present, is the FILTER column (default ``.``). ``path`` names the
-    ``.vcf.gz``; the plain text is written next to it without the ``.gz``.
+    a seventh item, when present, is the FILTER column (default ``.``).
     """
     lines = ["##fileformat=VCFv4.2"]
     lines += [f"##contig=<ID={name},length={length}>" for name, length in contigs.items()]
@@ -54,11 +49,34 @@ def write_vcf(
         filters = record[6] if len(record) > 6 else "."
         fields = [chrom, pos0 + 1, identifier, ref, alt, ".", filters, ".", "GT", *genotypes]
         lines.append("\t".join(map(str, fields)))
-    text = path.with_suffix("")
+    return lines
+
+
+def write_vcf_lines(path: Path, lines: Sequence[str], *, index: bool = True) -> Path:
+    """Write VCF text lines as they are: bgzipped (and tabix-indexed) when ``path`` ends in
+    ``.gz``, plain text otherwise. The plain text of a ``.gz`` is left next to it."""
+    text = path.with_suffix("") if path.suffix == ".gz" else path
     text.write_text("\n".join(lines) + "\n")
-    pysam.tabix_compress(str(text), str(path), force=True)
-    pysam.tabix_index(str(path), preset="vcf", force=True)
+    if path.suffix == ".gz":
+        pysam.tabix_compress(str(text), str(path), force=True)
+        if index:
+            pysam.tabix_index(str(path), preset="vcf", force=True)
     return path
+
+
+def write_vcf(
+    path: Path,
+    records: Iterable[Sequence],
+    *,
+    samples: Sequence[str],
+    contigs: dict[str, int],
+) -> Path:
+    """A bgzipped, tabix-indexed VCF 4.2 with GT calls, written from plain records.
+
+    ``records`` are as in :func:`vcf_lines`. ``path`` names the ``.vcf.gz``; the plain text
+    is written next to it without the ``.gz``.
+    """
+    return write_vcf_lines(path, vcf_lines(records, samples=samples, contigs=contigs))
 
 
 @pytest.fixture(scope="session")

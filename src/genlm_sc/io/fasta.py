@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pysam
 
 from .errors import InputFileError
-from .files import check_bgzip
+from .files import check_bgzip, existing_file
 
 #: Code used for bases outside a contig when a window is padded.
 PAD_BASE = ord("N")
@@ -30,9 +29,7 @@ class FastaReference:
     """
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise InputFileError(self.path, "FASTA file not found")
+        self.path = existing_file(path, what="FASTA file")
         check_bgzip(self.path, what="FASTA", index_hint="samtools faidx")
         try:
             self._fasta = pysam.FastaFile(os.fspath(self.path))

@@ -16,13 +16,15 @@ import pandas as pd
 from .errors import InputFileError
 
 
-def existing_file(source: str | os.PathLike[str]) -> Path:
+def existing_file(source: str | os.PathLike[str], *, what: str = "file") -> Path:
     """Return ``source`` as a :class:`~pathlib.Path`, refusing a missing file or a folder.
 
     Parameters
     ----------
     source
         The path to check.
+    what
+        What the file should be, for the message (``"VCF file"``, ``"sample panel"``).
 
     Returns
     -------
@@ -36,9 +38,11 @@ def existing_file(source: str | os.PathLike[str]) -> Path:
     """
     path = Path(source)
     if not path.exists():
-        raise InputFileError(path, "no such file")
+        raise InputFileError(path, f"no such {what}")
     if path.is_dir():
-        raise InputFileError(path, "is a folder, not a file")
+        raise InputFileError(
+            path, f"is a folder, not a {what}; pass the path of the {what} inside it"
+        )
     return path
 
 

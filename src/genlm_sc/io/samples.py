@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pandas as pd
 
 from .errors import InputFileError
+from .files import existing_file
 
 _COLUMN_NAMES = {
     "sample": "sample",
@@ -33,11 +33,15 @@ def read_sample_panel(path: str | os.PathLike) -> pd.DataFrame:
     -------
     DataFrame indexed by sample id.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "sample panel not found")
+    path = existing_file(path, what="sample panel")
     try:
         table = pd.read_csv(path, sep=r"\s+", dtype=str)
+    except pd.errors.EmptyDataError as err:
+        raise InputFileError(
+            path,
+            "the sample panel is empty; it needs a header line naming at least a 'sample' "
+            "column (as in 1000 Genomes: sample pop super_pop gender), then one line per sample",
+        ) from err
     except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as err:
         raise InputFileError(path, f"cannot parse the sample panel ({err})") from err
     table = table.rename(columns={c: _COLUMN_NAMES.get(c.lower(), c) for c in table.columns})

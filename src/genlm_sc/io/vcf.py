@@ -7,8 +7,11 @@ males, say) has :data:`ABSENT` as its second allele.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import re
+import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -19,13 +22,39 @@ import cyvcf2
 import numpy as np
 
 from .errors import InputFileError
-from .files import check_bgzip, is_gzip
+from .files import check_bgzip, existing_file, is_gzip
 
 _HEADER_FIELD = re.compile(r'([A-Za-z_]+)=("[^"]*"|[^,]*)')
 
 
 #: Second allele of a haploid call.
 ABSENT = -2
+
+#: IUPAC nucleotide codes, either case: what a REF or a sequence ALT allele may hold.
+IUPAC_BASES = "ACGTNRYSWKMBDHVacgtnryswkmbdhv"
+_IUPAC_BYTES = IUPAC_BASES.encode()
+
+
+def is_symbolic_allele(allele: str) -> bool:
+    """Whether an ALT allele names no sequence to write into a haplotype.
+
+    Symbolic (``<DEL>``), spanning deletion (``*``), missing (``.``), breakend
+    (``G]17:198982]``, ``G.``) and empty alleles are skipped when haplotypes are built.
+    """
+    return not allele or allele[0] == "<" or any(c in allele for c in "*.[]")
+
+
+def sort_and_index_hint(path: Path) -> str:
+    """The commands that sort, compress and index a VCF/BCF like ``path``, for messages."""
+    bcf = path.suffix == ".bcf"
+    stem = path.name
+    for suffix in (".gz", ".bgz", ".vcf", ".bcf"):
+        stem = stem.removesuffix(suffix)
+    sorted_name = stem + (".sorted.bcf" if bcf else ".sorted.vcf.gz")
+    return (
+        f"sort and index it: `bcftools sort -O{'b' if bcf else 'z'} -o {sorted_name} "
+        f"{path.name}` then `bcftools index{'' if bcf else ' -t'} {sorted_name}`"
+    )
 
 
 @dataclass
@@ -105,9 +134,7 @@ class VariantFile:
     """
 
     def __init__(self, path: str | os.PathLike, *, samples: Sequence[str] | None = None):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise InputFileError(self.path, "VCF file not found")
+        self.path = existing_file(path, what="VCF file")
         check_bgzip(self.path, what="VCF", index_hint="tabix -p vcf` or `bcftools index")
         header_samples = _header_samples(self.path)
         duplicated = [s for s, n in Counter(header_samples).items() if n > 1]
@@ -149,6 +176,7 @@ class VariantFile:
         self._columns = None if identity else columns
         self._n_header_samples = len(header_samples)
         self._text = _open_tabix(self.path)
+        self._indexed = any(Path(f"{self.path}{s}").exists() for s in (".tbi", ".csi"))
 
     def _contig_lines(self) -> list[dict[str, str]]:
         """The key=value pairs of each ``##contig=<...>`` header line."""
@@ -181,6 +209,16 @@ class VariantFile:
                 return line.split("=", 1)[1]
         return None
 
+    def has_records(self) -> bool:
+        """Whether the file holds at least one record (``False`` for a header-only VCF)."""
+        if self._text is not None:
+            return bool(self._text.contigs)
+        try:
+            first = next(iter(cyvcf2.VCF(os.fspath(self.path), lazy=True, threads=1)), None)
+        except Exception:  # a malformed first record: reading it reports it
+            return True
+        return first is not None
+
     def fetch(self, chrom: str, start: int, end: int) -> VariantBlock:
         """Records whose ``POS`` lies in ``[start, end)`` (0-based), in file order.
 
@@ -191,14 +229,22 @@ class VariantFile:
         Raises
         ------
         InputFileError
-            On an unindexed file, a malformed record or a genotype that is not diploid
-            or haploid.
+            On an unindexed file, a malformed record, an allele that is not bases, or a
+            genotype that is not diploid or haploid.
         """
-        if self._text is not None:
-            block = self._fetch_text(chrom, start, end)
-            if block is not None:
-                return block
-        return self._fetch_cyvcf2(chrom, start, end)
+        if not self._indexed:
+            plain = self.path.suffix != ".bcf" and not is_gzip(self.path)
+            raise InputFileError(
+                self.path,
+                f"no index next to it ({self.path.name}.tbi or .csi); reading a region needs "
+                f"a {'bgzip-compressed, ' if plain else ''}sorted, indexed file, so "
+                f"{sort_and_index_hint(self.path)}",
+            )
+        block = self._fetch_text(chrom, start, end) if self._text is not None else None
+        if block is None:
+            block = self._fetch_cyvcf2(chrom, start, end)
+        _check_bases(self.path, block)
+        return block
 
     def _fetch_text(self, chrom: str, start: int, end: int) -> VariantBlock | None:
         """Decode fixed-width ``GT``-only records; ``None`` when the region has others."""
@@ -221,10 +267,12 @@ class VariantFile:
         for line in lines:
             fields = line.split("\t", 9)
             if len(fields) != 10 or fields[8] != "GT" or len(fields[9]) != width:
+                _check_columns(self.path, lines, chrom, self._n_header_samples)
                 return None
             try:
                 pos = int(fields[1]) - 1
             except ValueError:
+                _check_columns(self.path, lines, chrom, self._n_header_samples)
                 return None
             if pos < start or pos >= end:
                 continue
@@ -237,6 +285,7 @@ class VariantFile:
         if n:
             codes = np.frombuffer(("\t".join(calls) + "\t").encode(), dtype=np.uint8)
             if not _fixed_width_calls(codes.reshape(-1, 4)):
+                _check_columns(self.path, lines, chrom, self._n_header_samples)
                 return None
         else:
             codes = np.zeros(0, dtype=np.uint8)
@@ -262,10 +311,12 @@ class VariantFile:
         """Records of a region read through cyvcf2 (any VCF/BCF layout)."""
         positions, ids, refs, alts, genotypes = [], [], [], [], []
         region = f"{chrom}:{start + 1}-{end}"
+        n_read = 0
         try:
             with warnings.catch_warnings():  # cyvcf2 warns when a region has no records
                 warnings.filterwarnings("ignore", message="no intervals found")
                 for rec in self._vcf(region):
+                    n_read += 1
                     pos = rec.start
                     if pos < start or pos >= end:
                         continue
@@ -275,8 +326,13 @@ class VariantFile:
                     alts.append(list(rec.ALT))
                     genotypes.append(rec.genotype.array() if rec.genotype is not None else None)
         except Exception as err:  # htslib errors surface as generic exceptions in cyvcf2
-            last = f"after record {chrom}:{positions[-1] + 1}" if positions else region
-            raise InputFileError(self.path, f"cannot read records ({err})", record=last) from err
+            record, reason = self._unreadable_record(chrom, start, end, n_read)
+            if record is None:
+                record = f"after record {chrom}:{positions[-1] + 1}" if positions else region
+            problem = f"htslib cannot parse this record: {reason}" if reason else None
+            raise InputFileError(
+                self.path, problem or f"cannot read records ({err})", record=record
+            ) from err
         n_samples = len(self.samples)
         alleles = np.full((len(positions), n_samples, 2), -1, dtype=np.int8)
         phased = np.ones((len(positions), n_samples), dtype=bool)
@@ -309,6 +365,38 @@ class VariantFile:
         )
         _check_allele_indices(self.path, block)
         return block
+
+    def _unreadable_record(
+        self, chrom: str, start: int, end: int, n_read: int
+    ) -> tuple[str | None, str]:
+        """The record after the ``n_read`` cyvcf2 gave, and htslib's reason for refusing it.
+
+        The line is parsed again alone with htslib's log (standard error) captured.
+        """
+        if self._text is None:
+            return None, ""
+        try:
+            line = next(itertools.islice(self._text.fetch(chrom, start, end), n_read, None))
+        except (StopIteration, ValueError, OSError):
+            return None, ""
+        fields = line.split("\t", 3)
+        record = f"record {chrom}:{fields[1]} {fields[2]}" if len(fields) > 2 else None
+        with tempfile.TemporaryDirectory() as folder:
+            alone = Path(folder, "record.vcf")
+            alone.write_text("\n".join([*self._text.header, line]) + "\n")
+            log = Path(folder, "log")
+            saved = os.dup(2)
+            try:
+                with open(log, "wb") as handle:
+                    os.dup2(handle.fileno(), 2)
+                    with contextlib.suppress(Exception):
+                        for _ in cyvcf2.VCF(os.fspath(alone), threads=1):
+                            pass
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            said = [x for x in log.read_text(errors="replace").splitlines() if "[E::" in x]
+        return record, said[-1].split("] ", 1)[-1] if said else ""
 
     def close(self) -> None:
         """Close the file."""
@@ -388,3 +476,54 @@ def _check_allele_indices(path: Path, block: VariantBlock) -> None:
             f"only {n_alleles[i] - 1} ALT allele(s)",
             record=block.record_name(i),
         )
+
+
+def _check_columns(path: Path, lines: list[str], chrom: str, n_samples: int) -> None:
+    """Refuse a record whose columns do not match the ``#CHROM`` line, or whose POS is not a number.
+
+    htslib drops extra columns silently and names no record for a missing one.
+    """
+    expected = 9 + n_samples
+    for line in lines:
+        n = line.count("\t") + 1
+        fields = line.split("\t", 3)
+        record = f"record {chrom}:{fields[1] if len(fields) > 1 else '?'}"
+        if len(fields) > 2:
+            record += f" {fields[2]}"
+        if n != expected and not (n_samples == 0 and n == 8):
+            difference = f"{expected - n} missing" if n < expected else f"{n - expected} too many"
+            raise InputFileError(
+                path,
+                f"{n} tab-separated columns where the #CHROM header line has {expected} "
+                f"(9 fixed and {n_samples} samples): {difference}; every record needs one "
+                "genotype column per sample of the header, so look for a dropped, doubled or "
+                "space-for-tab separator in this line",
+                record=record,
+            )
+        if not fields[1].isdigit():
+            raise InputFileError(path, f"POS {fields[1]!r} is not a whole number", record=record)
+
+
+def _check_bases(path: Path, block: VariantBlock) -> None:
+    """Refuse REF and sequence ALT alleles with characters outside the IUPAC nucleotide codes.
+
+    One pass in C over all alleles of the block; records are looked at one by one only when
+    something other than bases is found (symbolic alleles, or the bad one).
+    """
+    if not len(block):
+        return
+    text = "".join(block.refs) + "".join(itertools.chain.from_iterable(block.alts))
+    if not text.encode("utf-8", "replace").translate(None, _IUPAC_BYTES):
+        return
+    for i, (ref, alts) in enumerate(zip(block.refs, block.alts, strict=True)):
+        alleles = [("REF", ref)] + [("ALT", a) for a in alts if not is_symbolic_allele(a)]
+        for kind, allele in alleles:
+            bad = "".join(dict.fromkeys(c for c in allele if c not in IUPAC_BASES))
+            if bad or not allele:
+                raise InputFileError(
+                    path,
+                    f"{kind} allele {allele!r} holds {bad!r}, which are not IUPAC "
+                    f"nucleotide codes ({IUPAC_BASES[:15]}, either case); symbolic ALT alleles "
+                    "are written <DEL>, *, . or as breakends; correct or remove this record",
+                    record=block.record_name(i),
+                )

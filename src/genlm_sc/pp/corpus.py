@@ -32,12 +32,11 @@ import pandas as pd
 from ..io.errors import InputFileError
 from ..io.fasta import FastaReference
 from ..io.files import existing_file, is_gzip
-from ..io.vcf import VariantFile
+from ..io.vcf import VariantFile, is_symbolic_allele
 
 __all__ = ["CropDataset", "PretrainingCorpus", "parse_region"]
 
 _REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
-_SYMBOLIC = re.compile(r"^<.*>$|[\[\]*.]")
 
 
 def parse_region(region: str, *, lengths: dict[str, int] | None = None) -> tuple[str, int, int]:
@@ -185,7 +184,7 @@ class PretrainingCorpus:
                             record=block.record_name(int(i)),
                         )
                     for alt in block.alts[i]:
-                        if _SYMBOLIC.search(alt):
+                        if is_symbolic_allele(alt):
                             skipped += 1
                             continue
                         codes, mask = _write_allele(context, pos - left, ref, alt.upper(), width)

@@ -34,6 +34,16 @@ def window_bounds(anchor_position: np.ndarray, strand: np.ndarray, width: int) -
     return np.stack([start, start + width], axis=1)
 
 
+def _check_width(width: object) -> int:
+    """``width`` as an int: a positive whole number of bases (``4096`` or ``4096.0``)."""
+    accepted = "a positive whole number of bases, such as 4096"
+    if isinstance(width, bool) or not isinstance(width, int | float | np.integer | np.floating):
+        raise TypeError(f"width must be {accepted}; got {width!r} ({type(width).__name__})")
+    if not float(width).is_integer() or width <= 0:
+        raise ValueError(f"width must be {accepted}; got {width!r}")
+    return int(width)
+
+
 def gene_windows(
     annotation: str | os.PathLike | pd.DataFrame,
     *,
@@ -55,7 +65,8 @@ def gene_windows(
         Reference genome (bgzipped and faidx-indexed, or plain). Contig names of the
         annotation are matched to it (``chr20`` and ``20`` are the same contig).
     width
-        Window length in bases.
+        Window length in bases: a positive whole number (a whole float such as ``4096.0``
+        is taken as its int).
     genes
         Gene ids (with or without version) or names to keep, in this order.
     anchor
@@ -76,8 +87,7 @@ def gene_windows(
     ``padded`` (whether the window runs off the contig). Parameters and the FASTA
     fingerprint are in ``uns["gl"]``. Sequences: :func:`genlm_sc.get.sequences`.
     """
-    if width <= 0:
-        raise ValueError(f"width must be positive, got {width}")
+    width = _check_width(width)
     table = read_annotation(annotation, gene_types=gene_types, genes=genes)
     source = annotation if not isinstance(annotation, pd.DataFrame) else None
     with FastaReference(fasta) as reference:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..io.errors import InputFileError
-from ..io.vcf import ABSENT, VariantBlock
+from ..io.vcf import ABSENT, VariantBlock, is_symbolic_allele
 from ._consensus import apply_variants, is_indel, reverse_complement_rows
 
 UnphasedPolicy = Literal["error", "as_listed", "random", "reference"]
@@ -248,9 +248,9 @@ def _allele_tables(refs: list[str], alts: list[list[str]]):
     for j, (ref, alt) in enumerate(zip(refs, alts, strict=True)):
         pointer[j] = len(starts)
         for allele in (ref, *alt):
-            applicable = allele and allele[0] not in "<*" and allele != "."
+            applicable = not is_symbolic_allele(allele)
             encoded = allele.upper().encode("ascii") if applicable else b""
-            indel.append(bool(applicable) and is_indel(ref.upper(), allele.upper()))
+            indel.append(applicable and is_indel(ref.upper(), allele.upper()))
             starts.append(total)
             lengths.append(len(encoded) if applicable else -1)
             chunks.append(encoded)

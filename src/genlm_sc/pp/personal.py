@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ from ..io.errors import InputFileError
 from ..io.expression import read_expression
 from ..io.fasta import FastaReference
 from ..io.samples import read_sample_panel
-from ..io.vcf import VariantBlock, VariantFile
+from ..io.vcf import VariantBlock, VariantFile, is_symbolic_allele, sort_and_index_hint
 from ..store import CohortStoreWriter
 from .haplotypes import (
     MissingPolicy,
@@ -133,6 +134,13 @@ def personal_sequences(
     if expression_table is not None:
         samples, unmatched = _match_expression_samples(vcf, samples, expression_table, expression)
     reader = VariantFile(vcf, samples=samples)
+    if not reader.has_records():
+        warnings.warn(
+            f"{reader.path}: the VCF holds no variant records (a header only), so every "
+            "haplotype is the reference sequence",
+            UserWarning,
+            stacklevel=2,
+        )
     reference = FastaReference(fasta)
     obs = genes.obs
     contig_map = match_contigs(obs["chrom"].unique(), reader.contig_names(), path=vcf)
@@ -270,7 +278,7 @@ def _load_cluster(
     if len(unsorted):
         raise InputFileError(
             reader.path,
-            "records are not sorted by position (sort with `bcftools sort`)",
+            f"records are not sorted by position; {sort_and_index_hint(reader.path)}",
             record=block.record_name(int(unsorted[0]) + 1),
         )
     inside = np.zeros(len(block), dtype=bool)
@@ -333,7 +341,7 @@ def _count_record(counts: _Counts, ref: str, alts: list[str]) -> None:
     if len(alts) > 1:
         counts.multiallelic += 1
     for alt in alts:
-        if not alt or alt[0] in "<*" or alt == ".":
+        if is_symbolic_allele(alt):
             counts.symbolic_or_star += 1
         elif len(alt) == len(ref) == 1:
             counts.snv += 1
