@@ -316,3 +316,37 @@ def test_a_model_given_in_memory_is_left_as_it_was():
     assert panel.uns["gl_classifier"]["steps"] == 3
     for key, value in network.state_dict().items():
         torch.testing.assert_close(value, before[key], rtol=0, atol=0)
+
+
+def test_an_interrupted_fit_resumes_as_if_never_stopped(pretrained, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    settings = {"model": pretrained, "method": "full", "learning_rate": 3e-3, "epochs": 2,
+                "batch_size": 16, "eval_steps": 10, "patience": None, "device": "cpu",
+                "progress": False, "precision": "fp32"}  # fmt: skip
+    whole = motif_panel()
+    fit_classifier(whole, output_dir=tmp_path / "whole", **settings)
+
+    class Killed(Exception):
+        pass
+
+    real_step = Trainer.training_step
+
+    def killed_at_step_25(self, *args, **kwargs):
+        if self.state.global_step == 25:
+            raise Killed
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", killed_at_step_25)
+    with pytest.raises(Killed):
+        fit_classifier(motif_panel(), output_dir=tmp_path / "killed", **settings)
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+    with pytest.raises(ValueError, match=r"learning_rate: 0\.003 -> 0\.004"):
+        fit_classifier(motif_panel(), output_dir=tmp_path / "killed",
+                       **{**settings, "learning_rate": 4e-3})  # fmt: skip
+    resumed = motif_panel()
+    fit_classifier(resumed, output_dir=tmp_path / "killed", **settings)
+    assert resumed.uns["gl_classifier"]["resumed_from"].endswith("checkpoint-20")
+    columns = ["gl_classifier_prob_0", "gl_classifier_prob_1"]
+    np.testing.assert_allclose(resumed.obs[columns], whole.obs[columns], rtol=1e-5, atol=1e-6)
+    assert not (tmp_path / "killed" / "checkpoints").exists()  # removed once the model is saved

@@ -25,10 +25,13 @@ little between sequences) and applies dropout and a linear layer. Two ways of ad
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import anndata as ad
@@ -40,7 +43,14 @@ from ..._devices import resolve_device, resolve_precision, without_denormals
 from ...models.adapters import adapt_encoder, merge_adapters
 from ...models.encoder import load_encoder
 from ...models.heads import SequenceClassifier
-from ..training import TimeBudget, quiet_progress, quiet_trainer, training_arguments
+from ..training import (
+    TimeBudget,
+    quiet_progress,
+    quiet_trainer,
+    resume_point,
+    training_arguments,
+)
+from .labels import DEV, TEST, TRAIN, class_codes, label_classes, random_split, rows_digest
 
 __all__ = [
     "classification_metrics",
@@ -50,8 +60,6 @@ __all__ = [
 
 Method = Literal["full", "lora"]
 T = TypeVar("T")
-#: Split names read from ``obs[split_key]``.
-TRAIN, DEV, TEST = "train", "dev", "test"
 #: Training rows whose pooled vectors set the head's input standardisation.
 STANDARDISE_ROWS = 2048
 
@@ -104,6 +112,7 @@ def fit_classifier(
     n_layers: int | None = None,
     max_length: int | None = None,
     output_dir: str | os.PathLike | None = None,
+    resume: bool = True,
     device: str = "auto",
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto",
     random_state: int = 0,
@@ -170,8 +179,13 @@ def fit_classifier(
     output_dir
         Where the fitted model goes (:meth:`SequenceClassifier.save_pretrained`: the
         encoder and tokenizer in Hugging Face layout plus the head), loadable with
-        :func:`predict_classifier`. ``None``: not saved. Trainer checkpoints go to a
-        temporary folder and are removed.
+        :func:`predict_classifier`. ``None``: not saved. While training, checkpoints go
+        to ``output_dir/checkpoints`` (removed once the model is saved), else to a
+        temporary folder.
+    resume
+        With ``output_dir``: continue an interrupted run from its newest complete
+        checkpoint, as the uninterrupted run would have gone on. A run with other
+        settings or data is refused, naming what changed; ``resume=False`` starts afresh.
     device
         ``"auto"`` (CUDA, else MPS, else CPU) or a torch device name.
     precision
@@ -218,7 +232,7 @@ def fit_classifier(
         raise ValueError("patience must be at least 1 (or None: no early stopping)")
     adata = adata.copy() if copy else adata
     if split_key not in adata.obs.columns:
-        adata.obs[split_key] = _random_split(adata.obs[label_key], random_state)
+        adata.obs[split_key] = random_split(adata.obs[label_key], random_state)
     split = adata.obs[split_key].astype(str).to_numpy()
     rows = {name: np.flatnonzero(split == name) for name in (TRAIN, DEV, TEST)}
     if rows[TRAIN].size == 0:
@@ -227,9 +241,9 @@ def fit_classifier(
     used = np.concatenate(list(rows.values()))
     if labels.iloc[used].isna().any():
         raise ValueError(f"missing labels in obs[{label_key!r}] of train/dev/test rows")
-    classes = _classes(labels.iloc[used])
+    classes = label_classes(labels.iloc[used])
     code = {c: i for i, c in enumerate(classes)}
-    target = _codes(labels, used, code)
+    target = class_codes(labels, used, code)
     sequences = panel_sequences(adata).tolist()
 
     set_seed(random_state)
@@ -252,22 +266,40 @@ def fit_classifier(
     callbacks: list[Any] = [budget]
     if evaluate and patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=patience))
-    with tempfile.TemporaryDirectory(prefix="gl_classifier_") as scratch:
+    kept = output_dir is not None
+    with contextlib.ExitStack() as stack:
+        if kept:
+            checkpoints = Path(output_dir) / "checkpoints"
+        else:
+            checkpoints = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gl_cls_")))
         args = training_arguments(
-            scratch, batch_size=batch_size, learning_rate=learning_rate,
+            checkpoints, batch_size=batch_size, learning_rate=learning_rate,
             random_state=random_state, precision=dtype, device=resolved, progress=progress,
             epochs=epochs, max_steps=max_steps, weight_decay=weight_decay,
             warmup_steps=warmup_steps, scheduler="linear", evaluate=evaluate,
-            eval_steps=eval_steps, save=evaluate, save_total_limit=1, save_only_model=True,
-            best_metric=best_metric, greater_is_better=best_metric == "mcc",
-            label_names=["labels"],
+            eval_steps=eval_steps, save=evaluate or kept, save_steps=eval_steps,
+            save_total_limit=1, save_only_model=not kept, best_metric=best_metric,
+            greater_is_better=best_metric == "mcc", label_names=["labels"],
         )  # fmt: skip
         trainer = quiet_progress(
             _trainer(network, args, train_set, dev_set if evaluate else None, callbacks), progress
         )
+        settings = {
+            "model": _describe(model), "method": method, "classes": [str(c) for c in classes],
+            "learning_rate": learning_rate, "epochs": float(epochs), "max_steps": max_steps,
+            "batch_size": batch_size, "weight_decay": weight_decay, "warmup_steps": warmup_steps,
+            "dropout": dropout, "eval_steps": eval_steps, "patience": patience,
+            "best_metric": best_metric, "lora_rank": lora_rank, "lora_alpha": lora_alpha,
+            "target_modules": list(target_modules or []), "n_layers": n_layers,
+            "max_length": network.max_length, "precision": dtype, "random_state": random_state,
+            "data": rows_digest(train_set + dev_set),
+        }  # fmt: skip
+        resumed_from = resume_point(checkpoints, settings, resume=resume and kept)
         start = time.perf_counter()
         with quiet_transformers(not progress), quiet_trainer():
-            without_denormals(trainer.train, device=resolved)
+            without_denormals(
+                lambda: trainer.train(resume_from_checkpoint=resumed_from), device=resolved
+            )
         train_seconds = time.perf_counter() - start
     state = trainer.state
     # without the mixed-precision wrapper of training: predictions here equal those of the
@@ -284,6 +316,7 @@ def fit_classifier(
     if output_dir is not None:
         with quiet_transformers(not progress):
             saved = os.fspath(network.save_pretrained(output_dir))
+        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
     history = _history(state.log_history)
     stop_reason = "max_steps"
     if budget.hit:
@@ -309,6 +342,7 @@ def fit_classifier(
         "n_train": int(rows[TRAIN].size),
         "n_dev": int(rows[DEV].size),
         "output_dir": saved or "",
+        "resumed_from": resumed_from or "",
         "params": {
             "model": _describe(model),
             "method": method,
@@ -438,47 +472,6 @@ def _trainer(network, args, train_set, dev_set, callbacks):
         compute_metrics=metrics,
         callbacks=callbacks,
     )
-
-
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value (JSON-ready)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _classes(labels: pd.Series) -> list[Any]:
-    if isinstance(labels.dtype, pd.CategoricalDtype):
-        present = set(labels.astype(object))
-        return [_plain(c) for c in labels.cat.categories if c in present]
-    return [_plain(c) for c in np.unique(labels.to_numpy())]
-
-
-def _codes(labels: pd.Series, used: np.ndarray, code: Mapping[Any, int]) -> np.ndarray:
-    """Class index of each row (-1 for rows outside train/dev/test)."""
-    out = np.full(len(labels), -1, dtype=np.int64)
-    values = labels.to_numpy()
-    for i in used:
-        out[i] = code[_plain(values[i])]
-    return out
-
-
-def _random_split(labels: pd.Series, random_state: int) -> pd.Categorical:
-    """Stratified 80/10/10 train/dev/test split (plain random where a class is too rare)."""
-    from sklearn.model_selection import train_test_split
-
-    index = np.arange(len(labels))
-    values = labels.astype(str).to_numpy()
-    counts = pd.Series(values).value_counts()
-    stratify = values if counts.min() >= 10 else None
-    train, rest = train_test_split(
-        index, test_size=0.2, random_state=random_state, stratify=stratify
-    )
-    rest_stratify = values[rest] if stratify is not None else None
-    dev, test = train_test_split(
-        rest, test_size=0.5, random_state=random_state, stratify=rest_stratify
-    )
-    out = np.empty(len(labels), dtype=object)
-    out[train], out[dev], out[test] = TRAIN, DEV, TEST
-    return pd.Categorical(out, categories=[TRAIN, DEV, TEST])
 
 
 def _write_predictions(
