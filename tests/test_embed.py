@@ -152,3 +152,34 @@ def _loaded(folder):
     from genlm_sc.models import load_tokenizer
 
     return AutoModel.from_pretrained(folder), load_tokenizer(folder)
+
+
+def test_each_distinct_chunk_runs_once_and_embeddings_do_not_change(tmp_path):
+    encoder = load_encoder(conv_checkpoint(tmp_path / "m"), device="cpu", precision="fp32",
+                           max_length=52)  # fmt: skip
+    base = SEQUENCES[3]  # 333 bases: 7 chunks of at most 50 bases
+    variant = base[:120] + ("A" if base[120] != "A" else "C") + base[121:]  # differs in chunk 3
+    sequences = [base, variant, base, variant[:300]]
+    together = encoder.embed(sequences, batch_size=3)
+    # 7 chunks of the base, 1 more of the variant; the 300-base prefix adds none
+    assert encoder.last_counts == {"chunks": 27, "distinct_chunks": 8, "forward_chunks": 8}
+    alone = np.stack([encoder.embed([s])[0] for s in sequences])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+    cache = {}
+    encoder.embed(sequences[:2], chunk_cache=cache)
+    encoder.embed(sequences[2:], chunk_cache=cache)  # nothing new in these
+    assert encoder.last_counts["forward_chunks"] == 0 and len(cache) == 8
+
+
+def test_cohort_embedding_records_chunks_and_forward_passes(tmp_path):
+    cohort = gl.datasets.example_cohort(width=256)
+    model = conv_checkpoint(tmp_path / "m")
+    gl.tl.embed(cohort, model=model, device="cpu", max_length=52, progress=False)
+    record = cohort.uns["gl"]["embeddings"]["X_gl"]
+    assert 0 < record["n_forward_chunks"] < record["n_chunks"]
+    ds = gl.get.haplotype_store(cohort)
+    first = gl.get.unique_haplotypes(cohort, cohort.var_names[0])["sequence"].tolist()
+    lo = gl.get.gene_index(cohort, cohort.var_names[0])[1]
+    encoder = load_encoder(model, device="cpu", max_length=52)
+    alone = np.stack([encoder.embed([s])[0] for s in first])
+    np.testing.assert_allclose(ds["X_gl"][lo : lo + len(first)].values, alone, rtol=1e-5, atol=1e-6)

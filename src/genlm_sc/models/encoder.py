@@ -69,6 +69,7 @@ class SequenceEncoder:
         self.max_length = max_length or context_length(model, tokenizer)
         self.source = source
         self.chunker = Chunker(tokenizer, max_length=self.max_length, device=self.device)
+        self.last_counts: dict[str, int] = {}
 
     @property
     def hidden_size(self) -> int:
@@ -102,8 +103,17 @@ class SequenceEncoder:
         layer: int = -1,
         batch_size: int = 16,
         progress: bool = False,
+        chunk_cache: dict[bytes, tuple[np.ndarray, float]] | None = None,
     ) -> np.ndarray:
-        """``(n_sequences, hidden_size)`` float32 vectors (see the module notes)."""
+        """``(n_sequences, hidden_size)`` float32 vectors (see the module notes).
+
+        Every distinct chunk (by its token ids) runs through the model once, however many
+        sequences hold it: people's haplotypes of a long window differ in a few chunks and
+        share the rest. ``chunk_cache`` (a dict kept by the caller for calls with the same
+        ``pooling`` and ``layer``) carries the pooled sums of chunks across calls, so the
+        haplotypes of one gene split over several calls still embed each chunk once.
+        :attr:`last_counts` holds the numbers of chunks, distinct chunks and chunks run.
+        """
         import torch
         from tqdm.auto import tqdm
 
@@ -111,33 +121,44 @@ class SequenceEncoder:
             raise ValueError(f"pooling must be 'mean' or 'cls', not {pooling!r}")
         if pooling == "cls" and self.chunker.cls_id is None:
             raise ValueError("pooling='cls' needs a tokenizer with a [CLS] token")
-        owner, chunks = [], []
+        cache: dict[bytes, tuple[np.ndarray, float]] = {} if chunk_cache is None else chunk_cache
+        owner, keys, todo = [], [], {}
         for i, sequence in enumerate(sequences):
             for chunk in self.chunk_ids(sequence):
+                key = np.asarray(chunk, dtype=np.int64).tobytes()
                 owner.append(i)
-                chunks.append(chunk)
-        owner_array = np.asarray(owner, dtype=np.int64)
-        order = np.argsort([len(c) for c in chunks], kind="stable")
-        sums = np.zeros((len(sequences), self.hidden_size), dtype=np.float64)
-        weights = np.zeros(len(sequences), dtype=np.float64)
+                keys.append(key)
+                if key not in cache and key not in todo:
+                    todo[key] = chunk
+        pending = list(todo.values())
+        order = np.argsort([len(c) for c in pending], kind="stable")
         batches = range(0, len(order), batch_size)
         with torch.inference_mode(), self._autocast():
             for start in tqdm(batches, disable=not progress, desc="embedding", unit="batch"):
-                picked = order[start : start + batch_size]
-                ids, mask, keep = self.chunker.pad([chunks[j] for j in picked])
+                picked = [pending[j] for j in order[start : start + batch_size]]
+                ids, mask, keep = self.chunker.pad(picked)
                 out = self.model(
                     input_ids=ids, attention_mask=mask, output_hidden_states=layer != -1
                 )
                 states = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
                 states = states.float()
+                counts = keep.sum(1)
                 if pooling == "mean":
                     vectors = (states * keep.unsqueeze(-1)).sum(1)
-                    counts = keep.sum(1)
                 else:
-                    counts = keep.sum(1)
                     vectors = states[:, 0] * counts.unsqueeze(-1)
-                np.add.at(sums, owner_array[picked], vectors.cpu().double().numpy())
-                np.add.at(weights, owner_array[picked], counts.cpu().double().numpy())
+                vectors = vectors.cpu().double().numpy()
+                for chunk, vector, count in zip(picked, vectors, counts.tolist(), strict=True):
+                    cache[np.asarray(chunk, dtype=np.int64).tobytes()] = (vector, float(count))
+        self.last_counts = {
+            "chunks": len(keys), "distinct_chunks": len(set(keys)), "forward_chunks": len(pending),
+        }  # fmt: skip
+        sums = np.zeros((len(sequences), self.hidden_size), dtype=np.float64)
+        weights = np.zeros(len(sequences), dtype=np.float64)
+        if keys:
+            stacked = np.stack([cache[k][0] for k in keys])
+            np.add.at(sums, np.asarray(owner), stacked)
+            np.add.at(weights, np.asarray(owner), [cache[k][1] for k in keys])
         return (sums / np.maximum(weights, 1)[:, None]).astype(np.float32)
 
     def _autocast(self):
@@ -176,13 +197,14 @@ def load_encoder(
         from transformers import AutoModel
 
         from .._quiet import quiet_transformers
-        from .loading import from_local
+        from .loading import check_tokenizer, from_local
         from .tokenization import load_tokenizer
 
         path = os.fspath(model)
-        with quiet_transformers(errors_only=True):  # the unused masked-LM head is expected
-            network = from_local(AutoModel, path, trust_remote_code=trust_remote_code)
+        with quiet_transformers(errors_only=True):  # half-loaded models are refused below
+            network = from_local(AutoModel, path, trust_remote_code=trust_remote_code, strict=True)
         tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+        check_tokenizer(tokenizer, path)
         return SequenceEncoder(
             network, tokenizer, device=device, precision=precision, max_length=max_length,
             source=os.path.abspath(path),

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckpointError", "from_local", "local_folder"]
+__all__ = ["CheckpointError", "check_tokenizer", "from_local", "local_folder"]
 
 
 class CheckpointError(ValueError):
@@ -71,8 +71,11 @@ def from_local(loader: Any, path: str | os.PathLike, *, what: str = "model", **k
                 "run a checkpoint's code unless you pass trust_remote_code=True, after "
                 "reading that code"
             )
+    strict = kwargs.pop("strict", False)
+    if strict:
+        kwargs["output_loading_info"] = True
     try:
-        return loader.from_pretrained(folder, **kwargs)
+        loaded = loader.from_pretrained(folder, **kwargs)
     except ValueError as err:
         if "trust_remote_code" not in str(err) or kwargs["trust_remote_code"]:
             raise
@@ -81,6 +84,54 @@ def from_local(loader: Any, path: str | os.PathLike, *, what: str = "model", **k
             "auto_map); genlm_sc does not run a checkpoint's code unless you pass "
             "trust_remote_code=True, after reading that code"
         ) from err
+    if not strict:
+        return loaded
+    model, info = loaded
+    missing = [k for k in info.get("missing_keys", []) if not k.startswith(UNUSED_PREFIXES)]
+    mismatched = [str(k[0]) if isinstance(k, tuple) else str(k)
+                  for k in info.get("mismatched_keys", [])]  # fmt: skip
+    if missing or mismatched:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} parameter(s) missing from its weights "
+                            f"(e.g. {', '.join(missing[:3])})")  # fmt: skip
+        if mismatched:
+            problems.append(
+                f"{len(mismatched)} of another shape (e.g. {', '.join(mismatched[:3])})"
+            )
+        raise CheckpointError(
+            f"the {what} at {folder} would load half-initialised: {'; '.join(problems)} would "
+            f"be drawn at random. Is the folder a checkpoint of this architecture "
+            f"({type(model).__name__}), and complete?"
+        )
+    return model
+
+
+#: Parameters a checkpoint may lack because embedding never uses them (BERT's pooler).
+UNUSED_PREFIXES = ("pooler.", "bert.pooler.")
+#: A DNA sequence every DNA tokenizer must read without unknown tokens.
+PROBE = "ACGTTGCAAGCTTCGACCGGTTAACATGCGTA" * 8
+#: Largest share of the probe's tokens that may be the unknown token.
+MAX_UNKNOWN = 0.01
+
+
+def check_tokenizer(tokenizer: Any, folder: str | os.PathLike) -> None:
+    """Refuse a tokenizer that turns DNA into unknown tokens (more than 1 % of the tokens of
+    an ``ACGT`` probe), e.g. a k-mer vocabulary read by a tokenizer that does not cut k-mers.
+    """
+    unknown = getattr(tokenizer, "unk_token_id", None)
+    if unknown is None:
+        return
+    ids = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
+    share = sum(i == unknown for i in ids) / max(len(ids), 1)
+    if share > MAX_UNKNOWN:
+        raise CheckpointError(
+            f"the tokenizer at {os.fspath(folder)} turns {share:.0%} of an ACGT sequence into "
+            f"its unknown token {tokenizer.unk_token!r} ({type(tokenizer).__name__}); "
+            "embeddings would not depend on the sequence. A DNABERT-style k-mer vocabulary "
+            "needs its sequences cut into k-mers: rebuild the tokenizer with "
+            "genlm_sc.models.build_tokenizer or load it with genlm_sc.models.load_tokenizer"
+        )
 
 
 def _code_named_in(folder: Path) -> str:

@@ -446,12 +446,14 @@ def _load_masked_lm(path: str) -> tuple[Any, Any]:
     from transformers import AutoModelForMaskedLM
 
     from ..._quiet import quiet_transformers
-    from ...models.loading import from_local
+    from ...models.loading import check_tokenizer, from_local
     from ...models.tokenization import load_tokenizer
 
     with quiet_transformers():
-        network = from_local(AutoModelForMaskedLM, path)
-    return network, load_tokenizer(path)
+        network = from_local(AutoModelForMaskedLM, path, strict=True)
+    tokenizer = load_tokenizer(path)
+    check_tokenizer(tokenizer, path)
+    return network, tokenizer
 
 
 # --- helpers --------------------------------------------------------------------------

@@ -125,6 +125,10 @@ def _embed_cohort(
             wanted[lo:hi] = True
         record["genes"] = list(genes)
 
+    cache: dict = {}
+    counted = {"chunks": 0, "forward_chunks": 0}
+    cache_limit = max(CHUNK_CACHE_BYTES // (8 * encoder.hidden_size), 1)
+
     def blocks():
         from tqdm.auto import tqdm
 
@@ -140,19 +144,36 @@ def _embed_cohort(
                 windows = [
                     codes[i - rows[0], : lengths[start + i]].tobytes().decode("ascii") for i in rows
                 ]
+                if len(cache) > cache_limit:
+                    cache.clear()
                 block[rows] = encoder.embed(
-                    windows, pooling=pooling, layer=layer, batch_size=batch_size
-                )
+                    windows, pooling=pooling, layer=layer, batch_size=batch_size,
+                    chunk_cache=cache,
+                )  # fmt: skip
+                for name in counted:
+                    counted[name] += encoder.last_counts[name]
                 done.update()
             yield block
         done.close()
 
+    generated = blocks()
     add_haplotype_array(
         cohort,
         key_added,
-        blocks(),
+        _counting(generated, counted, record),
         shape=(n, encoder.hidden_size),
         dims=("haplotype", f"{key_added}_dim"),
         attrs={k: v for k, v in record.items() if v is not None},
     )
     return int(wanted.sum())
+
+
+#: Pooled sums of distinct chunks kept across the blocks of one embedding call (then cleared).
+CHUNK_CACHE_BYTES = 512 * 2**20
+
+
+def _counting(blocks, counted: dict[str, int], record: dict):
+    """Pass ``blocks`` on; when they are done, record the chunk counts in ``record``."""
+    yield from blocks
+    record["n_chunks"] = counted["chunks"]
+    record["n_forward_chunks"] = counted["forward_chunks"]
