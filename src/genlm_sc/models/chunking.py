@@ -1,8 +1,10 @@
 """Long sequences → chunks of whole tokens that fit a model's context, padded into batches.
 
-A sequence is tokenized whole (no special tokens), its tokens are split into runs of at
-most ``max_length - 2`` (room for ``[CLS]``/``[SEP]`` where the tokenizer has them), and
-each run gets the tokenizer's special tokens. :meth:`Chunker.pad` turns a list of such
+A sequence is tokenized whole (no special tokens), its tokens are split into runs that
+leave room for the special tokens, and each run gets the special tokens the tokenizer
+itself adds around a sequence (:func:`special_template`: ``[CLS] … [SEP]`` for BERT,
+``<cls> …`` and whatever else a checkpoint's own tokenizer adds), so a chunk is encoded as
+the model's own recipe encodes a sequence. :meth:`Chunker.pad` turns a list of such
 chunks into the ``input_ids``, ``attention_mask`` and a mask of the sequence tokens (special
 and padding tokens excluded) that pooling averages over. Every model that reads sequences
 (:class:`~genlm_sc.models.SequenceEncoder`, the fine-tuned heads of
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Chunker", "context_length"]
+__all__ = ["Chunker", "context_length", "special_template"]
 
 
 class Chunker:
@@ -36,19 +38,23 @@ class Chunker:
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.device = device
-        self.cls_id = tokenizer.cls_token_id
-        self.sep_id = tokenizer.sep_token_id
+        self.head, self.tail = special_template(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @property
+    def cls_id(self) -> int | None:
+        """The first special token the tokenizer puts before a sequence (``None``: none)."""
+        return self.head[0] if self.head else None
 
     @property
     def room(self) -> int:
         """Sequence tokens per chunk: ``max_length`` less the special tokens."""
-        return self.max_length - (self.cls_id is not None) - (self.sep_id is not None)
+        return self.max_length - len(self.head) - len(self.tail)
 
     @property
     def n_leading(self) -> int:
-        """Special tokens before a chunk's sequence tokens (1 with ``[CLS]``, else 0)."""
-        return int(self.cls_id is not None)
+        """Special tokens before a chunk's sequence tokens."""
+        return len(self.head)
 
     def chunk_ids(self, sequence: str) -> list[list[int]]:
         """Token ids of each chunk of a sequence, special tokens added."""
@@ -57,9 +63,7 @@ class Chunker:
         if room <= 0:
             raise ValueError(f"max_length {self.max_length} leaves no room for sequence tokens")
         chunks = [ids[i : i + room] for i in range(0, max(len(ids), 1), room)]
-        head = [self.cls_id] if self.cls_id is not None else []
-        tail = [self.sep_id] if self.sep_id is not None else []
-        return [head + chunk + tail for chunk in chunks]
+        return [self.head + chunk + self.tail for chunk in chunks]
 
     def pad(self, chunks: list[list[int]]):
         """``(input_ids, attention_mask, keep)`` tensors for a batch of chunks.
@@ -75,11 +79,10 @@ class Chunker:
             ids[row, : len(chunk)] = chunk
             mask[row, : len(chunk)] = 1
         keep = mask.astype(bool)
-        if self.cls_id is not None:
-            keep[:, 0] = False
-        if self.sep_id is not None:
-            lengths = mask.sum(1)
-            keep[np.arange(len(chunks)), lengths - 1] = False
+        keep[:, : len(self.head)] = False
+        lengths = mask.sum(1)
+        for back in range(1, len(self.tail) + 1):
+            keep[np.arange(len(chunks)), lengths - back] = False
         as_tensor = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         return as_tensor(ids), as_tensor(mask), as_tensor(keep.astype(np.float32))
 
@@ -95,3 +98,23 @@ def context_length(model: Any, tokenizer: Any) -> int:
         return int(positions) - offset
     length = getattr(tokenizer, "model_max_length", None) or 512
     return int(min(length, 4096))
+
+
+def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special token ids a tokenizer puts before and after a sequence.
+
+    Read off the tokenizer itself: a DNA probe is encoded with and without special tokens,
+    and what surrounds the plain ids is the template (``([CLS], [SEP])`` for BERT-style
+    tokenizers, ``([<cls>], [<eos>])`` or ``([<cls>], [])`` for ESM-style ones, as their
+    configuration says).
+    """
+    probe = "ACGTACGTACGTACGTACGTACGT"
+    plain = tokenizer(probe, add_special_tokens=False, verbose=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True, verbose=False)["input_ids"]
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return list(full[:start]), list(full[start + len(plain) :])
+    raise ValueError(
+        f"cannot find the sequence's tokens among those {type(tokenizer).__name__} adds "
+        "special tokens to; the tokenizer changes tokens when it adds them"
+    )

@@ -148,10 +148,11 @@ def _char_backend() -> Tokenizer:
     return _finish(backend, normalizer=_normalizer())
 
 
-def _kmer_backend(k: int) -> Tokenizer:
+def _kmer_backend(k: int, kmers: list[str] | None = None) -> Tokenizer:
     # The Python side hands the backend one k-mer per word. On its own (loaded without
-    # genlm_sc) the backend reads whitespace-separated k-mers, as DNABERT did.
-    backend = _word_level(_all_kmers(k))
+    # genlm_sc) the backend reads whitespace-separated k-mers, as DNABERT did. ``kmers``:
+    # the k-mers in the order of a published vocabulary (default: ACGT order).
+    backend = _word_level(kmers or _all_kmers(k))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return _finish(backend, normalizer=_normalizer(keep_whitespace=True))
 
@@ -417,7 +418,34 @@ def load_tokenizer(path: str | os.PathLike, **kwargs: Any) -> PreTrainedTokenize
         tokenizer, KmerTokenizerFast
     ):
         tokenizer = from_local(KmerTokenizerFast, path, what="tokenizer", **kwargs)
-    return tokenizer
+    return _dnabert_kmers(tokenizer) or tokenizer
+
+
+def _dnabert_kmers(tokenizer: Any) -> KmerTokenizerFast | None:
+    """DNABERT's published tokenizer (a BERT ``vocab.txt`` of the five special tokens and
+    every k-mer), which reads text already cut into k-mers, as a :class:`KmerTokenizerFast`
+    that cuts them itself, with the same token ids; ``None`` for any other tokenizer."""
+    if isinstance(tokenizer, KmerTokenizerFast) or "Bert" not in type(tokenizer).__name__:
+        return None
+    by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    tokens = [token for token, _ in by_id]
+    if tokens[: len(SPECIAL_TOKENS)] != list(SPECIAL_TOKENS) or len(tokens) < 9:
+        return None
+    kmers = tokens[len(SPECIAL_TOKENS) :]
+    k = len(kmers[0])
+    if (
+        len(kmers) != 4**k
+        or set(kmers) != set(_all_kmers(k))
+        or [i for _, i in by_id] != list(range(len(tokens)))
+    ):
+        return None
+    return KmerTokenizerFast(
+        tokenizer_object=_kmer_backend(k, kmers),
+        pad_token=SPECIAL_TOKENS[0], unk_token=SPECIAL_TOKENS[1], cls_token=SPECIAL_TOKENS[2],
+        sep_token=SPECIAL_TOKENS[3], mask_token=SPECIAL_TOKENS[4],
+        model_max_length=tokenizer.model_max_length, padding_side="right",
+        truncation_side="right", **{_KIND_KEY: "kmer", _K_KEY: k},
+    )  # fmt: skip
 
 
 def _guess_info(tokenizer: Any) -> dict[str, Any]:
