@@ -7,7 +7,7 @@ Importing this module registers :class:`~genlm_sc.models.tokenization.KmerTokeni
 model type makes ``AutoTokenizer`` ignore the saved tokenizer class.
 """
 
-from .adapters import LORA_TARGETS, adapt_encoder, add_lora, merge_adapters, prune_layers
+from .adapters import adapt_encoder, add_lora, merge_adapters, prune_layers
 from .chunking import Chunker, context_length
 from .conv_lm import GenlmConvConfig, GenlmConvForMaskedLM, GenlmConvModel
 from .encoder import SequenceEncoder, load_encoder
@@ -24,7 +24,6 @@ from .tokenization import (
 )
 
 __all__ = [
-    "LORA_TARGETS",
     "Chunker",
     "DnaMaskingCollator",
     "GenlmConvConfig",
