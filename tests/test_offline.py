@@ -9,6 +9,7 @@ import socket
 
 import numpy as np
 import pytest
+import torch
 
 import genlm_sc as gl
 from genlm_sc.models import load_encoder, load_tokenizer
@@ -94,3 +95,76 @@ def test_checkpoint_code_runs_only_when_asked(tmp_path, no_network):
         load_encoder(folder)
     with pytest.raises(CheckpointError, match="trust_remote_code=True"):
         gl.tl.embed(gl.pp.sequence_panel({"a": "ACGT"}), model=folder)
+
+
+CONFIGURATION = """
+from transformers import PretrainedConfig
+
+
+class TinyDnaConfig(PretrainedConfig):
+    model_type = "tiny_dna"
+
+    def __init__(self, vocab_size=10, hidden_size=8, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = 1
+"""
+MODELING = """
+import torch
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
+
+from .configuration_tiny import TinyDnaConfig
+
+
+class TinyDnaModel(PreTrainedModel):
+    config_class = TinyDnaConfig
+    base_model_prefix = "tiny"
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.table = torch.nn.Embedding(config.vocab_size, config.hidden_size)
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=False, **kwargs):
+        states = torch.tanh(self.table(input_ids))
+        hidden = (states, states) if output_hidden_states else None
+        return BaseModelOutput(last_hidden_state=states, hidden_states=hidden)
+"""
+
+
+def test_checkpoint_code_runs_when_the_user_asks(tmp_path, no_network):
+    import importlib.util
+    import sys
+
+    from genlm_sc.models import build_tokenizer
+
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "configuration_tiny.py").write_text(CONFIGURATION)
+    (folder / "modeling_tiny.py").write_text(MODELING)
+    sys.path.insert(0, str(tmp_path))  # import the package the folder is, to save weights
+    (folder / "__init__.py").write_text("")
+    try:
+        spec = importlib.util.find_spec("custom.modeling_tiny")
+        modeling = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(modeling)
+    finally:
+        sys.path.remove(str(tmp_path))
+    (folder / "__init__.py").unlink()
+    tokenizer = build_tokenizer("char")
+    network = modeling.TinyDnaModel(modeling.TinyDnaConfig(vocab_size=len(tokenizer)))
+    network.config.auto_map = {"AutoConfig": "configuration_tiny.TinyDnaConfig",
+                               "AutoModel": "modeling_tiny.TinyDnaModel"}  # fmt: skip
+    network.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+    panel = gl.pp.sequence_panel({"a": "ACGTTGCA", "b": "GGGCCCAT"})
+    with pytest.raises(CheckpointError, match="trust_remote_code=True"):
+        gl.tl.embed(panel, model=folder)
+    gl.tl.embed(panel, model=folder, trust_remote_code=True, device="cpu", progress=False)
+    table = torch.tanh(network.table.weight).detach().numpy()
+    for row, sequence in enumerate(["ACGTTGCA", "GGGCCCAT"]):
+        ids = tokenizer(sequence, add_special_tokens=False)["input_ids"]
+        np.testing.assert_allclose(panel.obsm["X_gl"][row], table[ids].mean(0), rtol=1e-5)

@@ -25,6 +25,7 @@ def embed(
     precision: str = "auto",
     max_length: int | None = None,
     genes: Sequence[str] | None = None,
+    trust_remote_code: bool = False,
     progress: bool = True,
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -61,6 +62,10 @@ def embed(
     genes
         For a cohort: embed only the haplotypes of these genes (ids or names); the rows of
         other genes are ``NaN`` in the stored variable, which replaces any earlier one.
+    trust_remote_code
+        Let a checkpoint whose ``config.json`` names code of its own (``auto_map``, as
+        DNABERT-2 and other custom architectures do) run that code. Off by default: such a
+        checkpoint is refused until you have read its code and pass ``True``.
     progress
         Show a progress bar.
     copy
@@ -76,7 +81,10 @@ def embed(
     from ...models.encoder import load_encoder
 
     adata = adata.copy() if copy else adata
-    encoder = load_encoder(model, device=device, precision=precision, max_length=max_length)
+    encoder = load_encoder(
+        model, device=device, precision=precision, max_length=max_length,
+        trust_remote_code=trust_remote_code,
+    )  # fmt: skip
     record = {**encoder.describe(), "pooling": pooling, "layer": layer}
     gl_uns = adata.uns.setdefault("gl", {})
     if is_cohort(adata):
