@@ -183,3 +183,78 @@ def test_cohort_embedding_records_chunks_and_forward_passes(tmp_path):
     encoder = load_encoder(model, device="cpu", max_length=52)
     alone = np.stack([encoder.embed([s])[0] for s in first])
     np.testing.assert_allclose(ds["X_gl"][lo : lo + len(first)].values, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_the_chunk_cache_beside_a_store_serves_later_calls(tmp_path, example):
+    model = conv_checkpoint(tmp_path / "m")
+    panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=256)
+    genes = list(panel.obs_names[:4])
+    store = tmp_path / "stores" / "small.zarr"
+    small = gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel[genes],
+                                     store=store,
+                                     unphased="random", progress=False)  # fmt: skip
+    embed = {"model": model, "device": "cpu", "precision": "fp32", "max_length": 52,
+             "progress": False}  # fmt: skip
+    gl.tl.embed(small, genes=genes[:2], **embed)  # two genes first
+    first = small.uns["gl"]["embeddings"]["X_gl"]
+    assert first["n_cached_chunks_before"] == 0 and first["n_forward_chunks"] > 0
+    partial = gl.get.haplotype_store(small)["X_gl"].values.copy()
+    gl.tl.embed(small, **embed)  # all genes: only the other two genes' chunks are new
+    second = small.uns["gl"]["embeddings"]["X_gl"]
+    assert second["n_cached_chunks_before"] == first["n_forward_chunks"]
+    _, lo, hi = gl.get.gene_index(small, genes[2])
+    every = gl.get.haplotype_store(small)["X_gl"].values
+    done = np.isfinite(partial[:, 0])
+    np.testing.assert_allclose(every[done], partial[done], rtol=1e-6)
+    gl.tl.embed(small, **embed)  # nothing new at all
+    assert small.uns["gl"]["embeddings"]["X_gl"]["n_forward_chunks"] == 0
+    np.testing.assert_allclose(gl.get.haplotype_store(small)["X_gl"].values, every, rtol=1e-6)
+    # embedding some genes keeps the others' stored embeddings
+    gl.tl.embed(small, genes=genes[:1], **embed)
+    np.testing.assert_allclose(gl.get.haplotype_store(small)["X_gl"].values, every, rtol=1e-6)
+    # a killed call leaves whole shards; a store of other people in the same folder reuses them
+    other = gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel[genes],
+                                     store=tmp_path / "stores" / "again.zarr",
+                                     unphased="random", random_state=1, progress=False)  # fmt: skip
+    gl.tl.embed(other, **embed)
+    reused = other.uns["gl"]["embeddings"]["X_gl"]
+    assert reused["n_forward_chunks"] < reused["n_chunks"] / 2
+    assert hi > lo
+
+
+def test_a_killed_embedding_resumes_from_its_cached_chunks(tmp_path, example, monkeypatch):
+    from genlm_sc.models.encoder import SequenceEncoder
+    from genlm_sc.tl.language_model import embed as embedding
+
+    model = conv_checkpoint(tmp_path / "m")
+    panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=256)
+    cohort = gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel[:4],
+                                      store=tmp_path / "c.zarr", unphased="random",
+                                      progress=False)  # fmt: skip
+    options = {"model": model, "device": "cpu", "precision": "fp32", "max_length": 52,
+               "progress": False}  # fmt: skip
+    monkeypatch.setitem(embedding._embed_cohort.__kwdefaults__, "rows_per_block", 4)
+    real, calls = SequenceEncoder.embed, []
+
+    def killed_at_the_third_block(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SequenceEncoder, "embed", killed_at_the_third_block)
+    with pytest.raises(KeyboardInterrupt):
+        gl.tl.embed(cohort, **options)
+    monkeypatch.setattr(SequenceEncoder, "embed", real)
+    gl.tl.embed(cohort, **options)
+    record = cohort.uns["gl"]["embeddings"]["X_gl"]
+    assert 0 < record["n_cached_chunks_before"]  # the two finished blocks were kept
+    fresh = gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel[:4],
+                                     store=tmp_path / "other" / "c.zarr", unphased="random",
+                                     progress=False)  # fmt: skip
+    gl.tl.embed(fresh, **options)  # another folder: no cache, everything computed
+    assert fresh.uns["gl"]["embeddings"]["X_gl"]["n_cached_chunks_before"] == 0
+    np.testing.assert_allclose(gl.get.haplotype_store(cohort)["X_gl"].values,
+                               gl.get.haplotype_store(fresh)["X_gl"].values, rtol=1e-5)  # fmt: skip
+    total = fresh.uns["gl"]["embeddings"]["X_gl"]["n_forward_chunks"]
+    assert record["n_forward_chunks"] == total - record["n_cached_chunks_before"]

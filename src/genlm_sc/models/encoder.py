@@ -24,7 +24,7 @@ import numpy as np
 from .._devices import resolve_device, resolve_precision
 from .chunking import Chunker, context_length
 
-__all__ = ["SequenceEncoder", "load_encoder"]
+__all__ = ["SequenceEncoder", "chunk_digest", "load_encoder"]
 
 Pooling = Literal["mean", "cls"]
 
@@ -110,8 +110,9 @@ class SequenceEncoder:
         Every distinct chunk (by its token ids) runs through the model once, however many
         sequences hold it: people's haplotypes of a long window differ in a few chunks and
         share the rest. ``chunk_cache`` (a dict kept by the caller for calls with the same
-        ``pooling`` and ``layer``) carries the pooled sums of chunks across calls, so the
-        haplotypes of one gene split over several calls still embed each chunk once.
+        ``pooling`` and ``layer``, keyed by :func:`chunk_digest`) carries the pooled sums of
+        chunks across calls, so the haplotypes of one gene split over several calls still
+        embed each chunk once.
         :attr:`last_counts` holds the numbers of chunks, distinct chunks and chunks run.
         """
         import torch
@@ -125,7 +126,7 @@ class SequenceEncoder:
         owner, keys, todo = [], [], {}
         for i, sequence in enumerate(sequences):
             for chunk in self.chunk_ids(sequence):
-                key = np.asarray(chunk, dtype=np.int64).tobytes()
+                key = chunk_digest(chunk)
                 owner.append(i)
                 keys.append(key)
                 if key not in cache and key not in todo:
@@ -149,7 +150,7 @@ class SequenceEncoder:
                     vectors = states[:, 0] * counts.unsqueeze(-1)
                 vectors = vectors.cpu().double().numpy()
                 for chunk, vector, count in zip(picked, vectors, counts.tolist(), strict=True):
-                    cache[np.asarray(chunk, dtype=np.int64).tobytes()] = (vector, float(count))
+                    cache[chunk_digest(chunk)] = (vector, float(count))
         self.last_counts = {
             "chunks": len(keys), "distinct_chunks": len(set(keys)), "forward_chunks": len(pending),
         }  # fmt: skip
@@ -216,3 +217,10 @@ def load_encoder(
             source=type(network).__name__,
         )  # fmt: skip
     raise TypeError("model must be a checkpoint directory, a (model, tokenizer) pair or an encoder")
+
+
+def chunk_digest(chunk: Sequence[int]) -> bytes:
+    """A 16-byte digest of a chunk's token ids (the key of chunk caches)."""
+    import hashlib
+
+    return hashlib.blake2b(np.asarray(chunk, dtype=np.int64).tobytes(), digest_size=16).digest()

@@ -61,7 +61,12 @@ def embed(
         Tokens per chunk (default: the model's context).
     genes
         For a cohort: embed only the haplotypes of these genes (ids or names); the rows of
-        other genes are ``NaN`` in the stored variable, which replaces any earlier one.
+        other genes keep an earlier embedding of the same width under ``key_added``, else
+        are ``NaN``. For a cohort on disk, chunk embeddings are also kept in a cache next to
+        the store (:mod:`genlm_sc.tl.language_model.chunk_cache`), so embedding more genes,
+        a larger cohort's store in the same folder, or re-running a killed call computes
+        only chunks not seen before (``uns["gl"]["embeddings"][key_added]`` records
+        ``n_chunks``, ``n_forward_chunks`` and ``n_cached_chunks_before``).
     trust_remote_code
         Let a checkpoint whose ``config.json`` names code of its own (``auto_map``, as
         DNABERT-2 and other custom architectures do) run that code. Off by default: such a
@@ -120,7 +125,8 @@ def _embed_cohort(
 ) -> int:
     """Embed each distinct haplotype of the store once, streaming blocks into it."""
     from ...get import gene_index
-    from ...store import add_haplotype_array, open_haplotypes
+    from ...store import add_haplotype_array, open_haplotypes, store_location
+    from .chunk_cache import ChunkCache
 
     ds = open_haplotypes(cohort)
     n = int(ds.sizes["haplotype"])
@@ -133,9 +139,16 @@ def _embed_cohort(
             wanted[lo:hi] = True
         record["genes"] = list(genes)
 
+    location = store_location(cohort)
     cache: dict = {}
+    if not location.startswith("memory://"):
+        cache = ChunkCache.beside(location, encoder, pooling=pooling, layer=layer)
+        record["n_cached_chunks_before"] = cache.loaded
     counted = {"chunks": 0, "forward_chunks": 0}
     cache_limit = max(CHUNK_CACHE_BYTES // (8 * encoder.hidden_size), 1)
+    earlier = None  # keep the stored embeddings of genes not asked for
+    if genes is not None and key_added in ds and ds[key_added].shape == (n, encoder.hidden_size):
+        earlier = ds[key_added]
 
     def blocks():
         from tqdm.auto import tqdm
@@ -147,12 +160,16 @@ def _embed_cohort(
             rows = np.flatnonzero(wanted[start : start + rows_per_block])
             width = (min(rows_per_block, n - start), encoder.hidden_size)
             block = np.full(width, np.nan, dtype=np.float32)
+            if earlier is not None:
+                block[:] = earlier[start : start + width[0]].values
             if len(rows):
                 codes = ds["sequence"][start + rows[0] : start + rows[-1] + 1].values
                 windows = [
                     codes[i - rows[0], : lengths[start + i]].tobytes().decode("ascii") for i in rows
                 ]
                 if len(cache) > cache_limit:
+                    if isinstance(cache, ChunkCache):
+                        cache.save()
                     cache.clear()
                 block[rows] = encoder.embed(
                     windows, pooling=pooling, layer=layer, batch_size=batch_size,
@@ -160,6 +177,8 @@ def _embed_cohort(
                 )  # fmt: skip
                 for name in counted:
                     counted[name] += encoder.last_counts[name]
+                if isinstance(cache, ChunkCache):
+                    cache.save()  # a killed run keeps what it computed
                 done.update()
             yield block
         done.close()
