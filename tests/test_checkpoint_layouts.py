@@ -142,3 +142,22 @@ def test_a_tokenizer_that_reads_dna_as_unknown_tokens_is_refused(tmp_path):
         load_encoder(folder)
     with pytest.raises(CheckpointError, match="unknown token"):
         gl.tl.embed(gl.pp.sequence_panel({"a": "ACGTACGT"}), model=folder)
+
+
+def test_a_model_folder_without_its_tokenizer_is_refused(tmp_path):
+    folder, _, _ = third_party_checkpoint(tmp_path / "m", "dnabert")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    with pytest.raises(CheckpointError, match=r"no tokenizer in .*tokenizer\.save_pretrained"):
+        load_encoder(folder)
+
+
+def test_a_tokenizer_that_does_not_match_the_weights_is_refused(tmp_path):
+    folder = dnabert_layout(tmp_path / "dnabert3", 3)
+    small, _, _ = third_party_checkpoint(tmp_path / "other", "dnabert")  # 3-mers: 69 tokens
+    other = dnabert_layout(tmp_path / "dnabert4", 4)  # 261 token ids
+    for name in ("config.json", "model.safetensors"):
+        (other / name).write_bytes((folder / name).read_bytes())  # a 3-mer model's weights
+    with pytest.raises(CheckpointError, match=r"ids up to 260.*embeds only 69 tokens"):
+        load_encoder(other)
+    assert load_encoder(small, device="cpu").hidden_size == 16

@@ -198,14 +198,16 @@ def load_encoder(
         from transformers import AutoModel
 
         from .._quiet import quiet_transformers
-        from .loading import check_tokenizer, from_local
+        from .loading import check_tokenizer, check_vocabulary, from_local, require_tokenizer
         from .tokenization import load_tokenizer
 
         path = os.fspath(model)
         with quiet_transformers(errors_only=True):  # half-loaded models are refused below
             network = from_local(AutoModel, path, trust_remote_code=trust_remote_code, strict=True)
+        require_tokenizer(path)
         tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
         check_tokenizer(tokenizer, path)
+        check_vocabulary(network, tokenizer, path)
         return SequenceEncoder(
             network, tokenizer, device=device, precision=precision, max_length=max_length,
             source=os.path.abspath(path),

@@ -13,7 +13,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CheckpointError", "check_tokenizer", "from_local", "local_folder"]
+__all__ = [
+    "CheckpointError",
+    "check_tokenizer",
+    "check_vocabulary",
+    "from_local",
+    "local_folder",
+    "require_tokenizer",
+]
 
 
 class CheckpointError(ValueError):
@@ -154,3 +161,38 @@ def _code_named_in(folder: Path) -> str:
                 else f"{name} auto_map: {first}"
             )
     return ""
+
+
+#: Files of which a saved tokenizer has at least one.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json")
+
+
+def check_vocabulary(model: Any, tokenizer: Any, folder: str | os.PathLike) -> None:
+    """Refuse a tokenizer whose ids (special tokens included) the model has no embedding
+    for: a vocabulary that does not match the embedding matrix."""
+    try:
+        embeddings = model.get_input_embeddings()
+    except (AttributeError, NotImplementedError):  # an architecture that does not say
+        return
+    rows = getattr(getattr(embeddings, "weight", None), "shape", [None])[0]
+    if rows is None:
+        return
+    largest = max(tokenizer.get_vocab().values(), default=-1)
+    specials = {t: i for t, i in zip(tokenizer.all_special_tokens, tokenizer.all_special_ids,
+                                     strict=False) if i is not None and i >= rows}  # fmt: skip
+    if largest >= rows or specials:
+        raise CheckpointError(
+            f"the tokenizer at {os.fspath(folder)} has token ids up to {largest} (special "
+            f"tokens beyond the model: {specials or 'none'}), but the model embeds only "
+            f"{rows} tokens: the tokenizer and the weights do not belong together"
+        )
+
+
+def require_tokenizer(folder: str | os.PathLike) -> None:
+    """A model folder must hold its tokenizer (we never guess one)."""
+    path = Path(folder)
+    if path.is_dir() and not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise CheckpointError(
+            f"no tokenizer in {path} (none of {', '.join(TOKENIZER_FILES)}): save the "
+            "tokenizer the model was trained with next to it (tokenizer.save_pretrained)"
+        )

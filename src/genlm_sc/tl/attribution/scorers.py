@@ -446,13 +446,20 @@ def _load_masked_lm(path: str) -> tuple[Any, Any]:
     from transformers import AutoModelForMaskedLM
 
     from ..._quiet import quiet_transformers
-    from ...models.loading import check_tokenizer, from_local
+    from ...models.loading import (
+        check_tokenizer,
+        check_vocabulary,
+        from_local,
+        require_tokenizer,
+    )
     from ...models.tokenization import load_tokenizer
 
     with quiet_transformers():
         network = from_local(AutoModelForMaskedLM, path, strict=True)
+    require_tokenizer(path)
     tokenizer = load_tokenizer(path)
     check_tokenizer(tokenizer, path)
+    check_vocabulary(network, tokenizer, path)
     return network, tokenizer
 
 
