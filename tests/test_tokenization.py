@@ -391,3 +391,27 @@ def test_bad_arguments(kwargs, match):
     kind = kwargs.pop("kind")
     with pytest.raises(ValueError, match=match):
         build_tokenizer(kind, **kwargs)
+
+
+def test_our_kmer_tokenizer_fails_loudly_in_plain_transformers(tmp_path):
+    """Without genlm_sc, transformers cannot cut k-mers: a raw sequence must be an error,
+    never one [UNK]; k-mers separated by spaces read as DNABERT's did."""
+    import subprocess
+    import sys
+
+    build_tokenizer("kmer", k=3).save_pretrained(tmp_path)
+    code = f"""
+import sys
+from transformers import AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained({str(tmp_path)!r})
+assert "genlm_sc" not in sys.modules
+print(tokenizer.convert_ids_to_tokens(tokenizer("ACG CGT")["input_ids"]))
+try:
+    tokenizer("ACGTAC")
+except Exception as error:
+    print("refused:", error)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert "['[CLS]', 'ACG', 'CGT', '[SEP]']" in done.stdout, done.stderr
+    assert "refused: WordLevel error: Missing [UNK] token" in done.stdout, done.stderr

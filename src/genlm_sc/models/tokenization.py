@@ -97,9 +97,10 @@ def _normalize(text: str) -> str:
 
 
 def _kmers(text: str, k: int) -> list[str]:
-    """The overlapping k-mers of ``text`` after normalisation (none when shorter than k)."""
+    """The overlapping k-mers of normalised ``text`` (a k-mer holding ``N``: ``[UNK]``)."""
     text = _normalize(text)
-    return [text[i : i + k] for i in range(len(text) - k + 1)]
+    kmers = [text[i : i + k] for i in range(len(text) - k + 1)]
+    return [SPECIAL_TOKENS[1] if "N" in kmer else kmer for kmer in kmers]
 
 
 def _all_kmers(k: int) -> list[str]:
@@ -153,6 +154,8 @@ def _kmer_backend(k: int, kmers: list[str] | None = None) -> Tokenizer:
     # genlm_sc) the backend reads whitespace-separated k-mers, as DNABERT did. ``kmers``:
     # the k-mers in the order of a published vocabulary (default: ACGT order).
     backend = _word_level(kmers or _all_kmers(k))
+    # No unknown token in the backend (Python maps N k-mers to [UNK]): plain transformers fails
+    backend.model = models.WordLevel(backend.get_vocab(), unk_token=None)
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return _finish(backend, normalizer=_normalizer(keep_whitespace=True))
 
@@ -431,13 +434,9 @@ def _dnabert_kmers(tokenizer: Any) -> KmerTokenizerFast | None:
     tokens = [token for token, _ in by_id]
     if tokens[: len(SPECIAL_TOKENS)] != list(SPECIAL_TOKENS) or len(tokens) < 9:
         return None
-    kmers = tokens[len(SPECIAL_TOKENS) :]
-    k = len(kmers[0])
-    if (
-        len(kmers) != 4**k
-        or set(kmers) != set(_all_kmers(k))
-        or [i for _, i in by_id] != list(range(len(tokens)))
-    ):
+    kmers, k = tokens[len(SPECIAL_TOKENS) :], len(tokens[len(SPECIAL_TOKENS)])
+    dense = [i for _, i in by_id] == list(range(len(tokens)))
+    if not dense or len(kmers) != 4**k or set(kmers) != set(_all_kmers(k)):
         return None
     return KmerTokenizerFast(
         tokenizer_object=_kmer_backend(k, kmers),
