@@ -1,0 +1,85 @@
+"""VCF → haplotypes → embeddings at the paper's GTEx scale, end to end, on this machine.
+
+670 simulated people (msprime over the real 1 Mb of chr20, ``simulate_cohort.py``) × 41
+windows of 49,152 bp spread over the 1 Mb (overlapping, as ``bench_haplotypes.py`` spreads
+its windows) → ``gl.pp.personal_sequences`` into a store on disk → ``gl.tl.embed`` with
+the default genlm_conv architecture (random weights) and 512-token chunks, fp32. Records
+wall time and peak memory of each step, distinct haplotypes, chunks and chunk passes, in
+``results/gtex_scale.json``.
+
+    python benchmarks/gtex_scale.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=670)
+    parser.add_argument("--windows", type=int, default=41)
+    parser.add_argument("--width", type=int, default=49152)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "gtex_scale.json")
+    args = parser.parse_args(argv)
+    import torch
+    from bench_haplotypes import window_annotation
+    from simulate_cohort import SimulationParams, simulate_cohort
+
+    import genlm_sc as gl
+    from genlm_sc.models import GenlmConvConfig, GenlmConvForMaskedLM, build_tokenizer
+
+    torch.set_num_threads(2)
+    result: dict = {"people": args.people, "windows": args.windows, "width": args.width}
+    start = time.perf_counter()
+    vcf = simulate_cohort(SimulationParams(n_people=args.people), verbose=False)
+    result["simulate_s"] = round(time.perf_counter() - start, 1)
+    example = gl.datasets.chr20_example()
+    work = Path(tempfile.mkdtemp())
+    try:
+        start = time.perf_counter()
+        panel = gl.pp.gene_windows(window_annotation(args.windows, args.width),
+                                   fasta=example.fasta, width=args.width)  # fmt: skip
+        cohort = gl.pp.personal_sequences(vcf, fasta=example.fasta, genes=panel,
+                                          store=work / "cohort.zarr", progress=False)  # fmt: skip
+        result["haplotypes_s"] = round(time.perf_counter() - start, 1)
+        result["haplotypes_peak_mib"] = round(peak_mib())
+        ds = gl.get.haplotype_store(cohort)
+        result["distinct_haplotypes"] = int(ds.sizes["haplotype"])
+        model = work / "default_model"
+        torch.manual_seed(0)
+        tokenizer = build_tokenizer("char", model_max_length=512)
+        config = GenlmConvConfig(vocab_size=len(tokenizer), hidden_size=128, num_conv_layers=8)
+        GenlmConvForMaskedLM(config).save_pretrained(model)
+        tokenizer.save_pretrained(model)
+        start = time.perf_counter()
+        gl.tl.embed(cohort, model=model, device="cpu", precision="fp32", progress=False)
+        result["embed_s"] = round(time.perf_counter() - start, 1)
+        result["peak_mib"] = round(peak_mib())
+        record = cohort.uns["gl"]["embeddings"]["X_gl"]
+        result["chunks"] = record["n_chunks"]
+        result["chunk_passes"] = record["n_forward_chunks"]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    result["total_s"] = round(sum(v for k, v in result.items() if k.endswith("_s")), 1)
+    print(json.dumps(result, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
