@@ -258,3 +258,34 @@ def test_a_killed_embedding_resumes_from_its_cached_chunks(tmp_path, example, mo
                                gl.get.haplotype_store(fresh)["X_gl"].values, rtol=1e-5)  # fmt: skip
     total = fresh.uns["gl"]["embeddings"]["X_gl"]["n_forward_chunks"]
     assert record["n_forward_chunks"] == total - record["n_cached_chunks_before"]
+
+
+def test_a_hundred_more_people_embed_only_their_new_chunks(tmp_path, example):
+    from genlm_sc.models.encoder import chunk_digest
+
+    model = conv_checkpoint(tmp_path / "m")
+    panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=512)[:6]
+    base = gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel[:1],
+                                    unphased="random", progress=False)  # fmt: skip
+    people = list(base.obs_names)
+    options = {"model": model, "device": "cpu", "precision": "fp32", "max_length": 52,
+               "progress": False}  # fmt: skip
+    stores = {}
+    for name, samples in (("first", people[:-100]), ("all", people)):
+        stores[name] = gl.pp.personal_sequences(
+            example.vcf, fasta=example.fasta, genes=panel, samples=samples,
+            store=tmp_path / "stores" / f"{name}.zarr", unphased="random", progress=False,
+        )  # fmt: skip
+        gl.tl.embed(stores[name], **options)
+    encoder = load_encoder(model, device="cpu", max_length=52)
+
+    def chunks(cohort) -> set[bytes]:
+        found = set()
+        for gene in cohort.var_names:
+            for sequence in gl.get.unique_haplotypes(cohort, gene)["sequence"]:
+                found |= {chunk_digest(c) for c in encoder.chunk_ids(sequence)}
+        return found
+
+    new = chunks(stores["all"]) - chunks(stores["first"])
+    assert 0 < len(new) < len(chunks(stores["all"]))
+    assert stores["all"].uns["gl"]["embeddings"]["X_gl"]["n_forward_chunks"] == len(new)
