@@ -3,11 +3,12 @@
 670 simulated people (msprime over the real 1 Mb of chr20, ``simulate_cohort.py``) × 41
 windows of 49,152 bp spread over the 1 Mb (overlapping, as ``bench_haplotypes.py`` spreads
 its windows) → ``gl.pp.personal_sequences`` into a store on disk → ``gl.tl.embed`` with
-the default genlm_conv architecture (random weights) and 512-token chunks, fp32. Records
-wall time and peak memory of each step, distinct haplotypes, chunks and chunk passes, in
-``results/gtex_scale.json``.
+the default genlm_conv architecture, or ``--architecture bert_small`` (BERT, 4 layers ×
+256, overlapping 6-mers), random weights, 512-token chunks, fp32. Records wall time and
+peak memory of each step, distinct haplotypes, chunks and chunk passes, in
+``results/gtex_scale.json`` (one entry per architecture).
 
-    python benchmarks/gtex_scale.py
+    python benchmarks/gtex_scale.py --architecture default
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv=None) -> None:
     parser.add_argument("--people", type=int, default=670)
     parser.add_argument("--windows", type=int, default=41)
     parser.add_argument("--width", type=int, default=49152)
+    parser.add_argument("--architecture", choices=["default", "bert_small"], default="default")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gtex_scale.json")
     args = parser.parse_args(argv)
     import torch
@@ -44,7 +46,8 @@ def main(argv=None) -> None:
     from genlm_sc.models import GenlmConvConfig, GenlmConvForMaskedLM, build_tokenizer
 
     torch.set_num_threads(2)
-    result: dict = {"people": args.people, "windows": args.windows, "width": args.width}
+    result: dict = {"people": args.people, "windows": args.windows, "width": args.width,
+                     "architecture": args.architecture}  # fmt: skip
     start = time.perf_counter()
     vcf = simulate_cohort(SimulationParams(n_people=args.people), verbose=False)
     result["simulate_s"] = round(time.perf_counter() - start, 1)
@@ -62,9 +65,19 @@ def main(argv=None) -> None:
         result["distinct_haplotypes"] = int(ds.sizes["haplotype"])
         model = work / "default_model"
         torch.manual_seed(0)
-        tokenizer = build_tokenizer("char", model_max_length=512)
-        config = GenlmConvConfig(vocab_size=len(tokenizer), hidden_size=128, num_conv_layers=8)
-        GenlmConvForMaskedLM(config).save_pretrained(model)
+        if args.architecture == "default":
+            tokenizer = build_tokenizer("char", model_max_length=512)
+            config = GenlmConvConfig(vocab_size=len(tokenizer), hidden_size=128,
+                                     num_conv_layers=8)  # fmt: skip
+            GenlmConvForMaskedLM(config).save_pretrained(model)
+        else:
+            from transformers import BertConfig, BertForMaskedLM
+
+            tokenizer = build_tokenizer("kmer", k=6, model_max_length=512)
+            config = BertConfig(vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4,
+                                num_attention_heads=4, intermediate_size=1024,
+                                max_position_embeddings=512)  # fmt: skip
+            BertForMaskedLM(config).save_pretrained(model)
         tokenizer.save_pretrained(model)
         start = time.perf_counter()
         gl.tl.embed(cohort, model=model, device="cpu", precision="fp32", progress=False)
@@ -78,7 +91,11 @@ def main(argv=None) -> None:
     result["total_s"] = round(sum(v for k, v in result.items() if k.endswith("_s")), 1)
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if "people" in earlier:  # the file held a single run of the default architecture
+        earlier = {"default": {**earlier, "architecture": "default"}}
+    earlier[args.architecture] = result
+    args.out.write_text(json.dumps(earlier, indent=1))
 
 
 if __name__ == "__main__":
