@@ -350,3 +350,18 @@ def test_an_interrupted_fit_resumes_as_if_never_stopped(pretrained, tmp_path, mo
     columns = ["gl_classifier_prob_0", "gl_classifier_prob_1"]
     np.testing.assert_allclose(resumed.obs[columns], whole.obs[columns], rtol=1e-5, atol=1e-6)
     assert not (tmp_path / "killed" / "checkpoints").exists()  # removed once the model is saved
+
+
+def test_a_classifier_head_saved_as_a_sequential_still_loads(pretrained, tmp_path):
+    from genlm_sc.models import load_encoder
+
+    loaded = load_encoder(pretrained, device="cpu", precision="fp32")
+    classifier = SequenceClassifier(loaded.model, loaded.tokenizer, max_length=64, classes=[0, 1])
+    classifier.save_pretrained(tmp_path / "saved")
+    head = torch.load(tmp_path / "saved" / "classification_head.pt", weights_only=True)
+    old = {"0.mean": head["mean"] + 1, "0.scale": head["scale"] * 2,
+           "2.weight": head["linear.weight"] + 3, "2.bias": head["linear.bias"]}  # fmt: skip
+    torch.save(old, tmp_path / "saved" / "classification_head.pt")  # the 0.1.0 layout
+    model = SequenceClassifier.from_pretrained(tmp_path / "saved", device="cpu")
+    torch.testing.assert_close(model.head.mean, old["0.mean"])
+    torch.testing.assert_close(model.head.linear.weight, old["2.weight"])
