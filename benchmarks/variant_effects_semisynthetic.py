@@ -138,7 +138,7 @@ def main() -> None:
         record = {
             "gene": gene, "n_variants": len(table), "n_causal": len(ids),
             "r_finetune": _r(fits, gene, "finetune"), "r_predixcan": _r(fits, gene, "predixcan"),
-            "oracle_r": float(np.sqrt(cohort.var.loc[gene, "sim_genetic_r2"])),
+            "oracle_r": _r(fits, gene, "finetune", column="oracle_r"),
         }  # fmt: skip
         for column in ("delta_expression", "delta_expression_carriers"):
             ranks = rank_of(table, column, ids)
@@ -184,9 +184,10 @@ def main() -> None:
     _figure(pd.concat(tables), RESULTS / "variant_effects_semisynthetic.png")
 
 
-def _r(fits: pd.DataFrame, gene: str, method: str) -> float:
+def _r(fits: pd.DataFrame, gene: str, method: str, column: str = "r") -> float:
+    """A fit's out-of-fold r, or its oracle r: corr(genetic value, expression), same people."""
     row = fits[(fits["gene"] == gene) & (fits["method"] == method)]
-    return float(row["r"].iloc[0]) if len(row) else float("nan")
+    return float(row[column].iloc[0]) if len(row) else float("nan")
 
 
 def _single_snp_r(cohort, gene: str, table: pd.DataFrame) -> pd.DataFrame:

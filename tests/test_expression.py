@@ -22,11 +22,11 @@ GEUVADIS = SHARED / "expression" / "geuvadis_chr19_ceu"
 
 
 def fresh(cohort: ad.AnnData) -> ad.AnnData:
-    """A copy without folds or fits (the haplotype store is shared)."""
+    """A copy without folds or fits (the haplotype store and the simulated truth are kept)."""
     copy = cohort.copy()
     copy.obs = copy.obs.drop(columns=["gl_fold"], errors="ignore")
     copy.uns.pop("gl_expression", None)
-    for name in list(copy.layers):
+    for name in set(copy.layers) - {"sim_genetic_value"}:
         del copy.layers[name]
     return copy
 
@@ -69,7 +69,7 @@ def test_predixcan_comes_close_to_the_oracle_on_simulated_expression(predixcan):
     heritable = cohort.var.loc[fitted, "sim_h2"].to_numpy() >= 0.1
     assert heritable.sum() >= 5
     r = cohort.var.loc[fitted, "gl_predixcan_r"].to_numpy()
-    oracle = np.sqrt(cohort.var.loc[fitted, "sim_genetic_r2"].to_numpy())
+    oracle = table["oracle_r"].to_numpy()
     assert np.nanmean(r[heritable]) >= 0.8 * oracle[heritable].mean()
     assert np.all(r[heritable] > 0.2)
 
@@ -82,9 +82,36 @@ def test_predixcan_comes_close_to_the_oracle_on_simulated_expression(predixcan):
     assert (table["method"] == "predixcan").all()
     assert (table["n_test"] == cohort.n_obs).all() and (table["n_folds"] == 5).all()
     assert table["n_train"].between(400, 404).all()
-    np.testing.assert_allclose(table["oracle_r"], np.sqrt(cohort.var.loc[fitted, "sim_h2"]))
     np.testing.assert_allclose(table["r"], r)
     assert (table["n_features"] <= cohort.var.loc[fitted, "n_variants"].to_numpy()).all()
+
+
+def oracle_of(cohort: ad.AnnData, gene: str, people: np.ndarray, observed=None) -> float:
+    """corr(true genetic value, expression) of one gene over ``people``."""
+    g = cohort.var_names.get_loc(gene)
+    observed = cohort.X[:, g] if observed is None else observed
+    return np.corrcoef(cohort.layers["sim_genetic_value"][people, g], observed[people])[0, 1]
+
+
+def test_oracle_is_the_genetic_value_scored_in_the_same_people(predixcan):
+    cohort, table = predixcan
+    scored = np.isfinite(cohort.layers["gl_pred_predixcan"])
+    for row in table.itertuples():
+        people = scored[:, cohort.var_names.get_loc(row.gene)]
+        if cohort.var.loc[row.gene, "sim_n_causal"]:
+            assert row.oracle_r == pytest.approx(oracle_of(cohort, row.gene, people), abs=1e-6)
+        else:
+            assert row.oracle_r == 0.0  # nothing heritable to predict
+    # out of fold, predictions from genotypes rarely beat the true genetic value
+    planted = table["gene"].map(cohort.var["sim_n_causal"]).to_numpy() > 0
+    assert (table["oracle_r"] >= table["r"])[planted].mean() >= 0.7
+
+
+def test_oracle_is_nan_without_a_genetic_value(simulated):
+    cohort = fresh(simulated)
+    del cohort.layers["sim_genetic_value"]
+    gl.tl.fit_expression(cohort, method="predixcan", genes=[cohort.var_names[0]])
+    assert np.isnan(gl.get.expression_results(cohort)["oracle_r"]).all()
 
 
 def test_predixcan_weights_name_the_causal_variants(predixcan):
@@ -166,6 +193,8 @@ def test_split_by_population_trains_on_the_others_and_tests_on_fin(simulated):
     np.testing.assert_array_equal(cohort.obs["gl_fold"], np.where(fin, 0, -1))
     assert (table["n_test"] == fin.sum()).all() and (table["n_train"] == (~fin).sum()).all()
     assert (table["n_folds"] == 1).all()
+    for row in table.itertuples():  # the oracle of the Finns, not of everyone
+        assert row.oracle_r == pytest.approx(oracle_of(cohort, row.gene, fin), abs=1e-6)
 
     # without test groups: leave one population out
     logo = fresh(simulated)
@@ -196,6 +225,12 @@ def test_covariates_are_regressed_out(simulated, predixcan):
     assert cohort.var.loc[gene, "gl_plain_r"] < clean - 0.2
     assert cohort.var.loc[gene, "gl_predixcan_r"] == pytest.approx(clean, abs=0.03)
     assert "gl_adjusted_predixcan" in cohort.layers and "gl_adjusted_plain" not in cohort.layers
+    oracle = gl.get.expression_results(cohort).set_index("method")["oracle_r"]
+    adjusted = cohort.layers["gl_adjusted_predixcan"][:, column]
+    everyone = np.ones(cohort.n_obs, dtype=bool)
+    assert oracle["predixcan"] == pytest.approx(oracle_of(cohort, gene, everyone, adjusted))
+    assert oracle["plain"] == pytest.approx(oracle_of(cohort, gene, everyone))
+    assert oracle["plain"] < oracle["predixcan"] - 0.2  # scored against what r is scored on
 
     frame = pd.DataFrame({"age": cohort.obs["age"], "male": male.astype(float)})
     gl.tl.fit_expression(cohort, method="predixcan", genes=[gene], covariates=frame.iloc[::-1],

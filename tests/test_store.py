@@ -428,12 +428,16 @@ def test_realised_correlation_is_close_to_sqrt_h2(simulated):
     table = simulated.uns["gl_simulation"]["causal_variants"]
     genotype = gl.get.haplotype_store(simulated)["genotype"].values
     X = np.asarray(simulated.X, dtype=float)
+    stored = simulated.layers["sim_genetic_value"]
+    assert stored.shape == simulated.shape
+    assert not stored[:, (simulated.var["sim_n_causal"] == 0).to_numpy()].any()
     correlations = []
     for gene, rows in table.groupby("gene"):
         dosage = (genotype[:, rows["variant"].to_numpy(), :] > 0).sum(axis=2)
         genetic = dosage @ rows["effect"].to_numpy()
         np.testing.assert_allclose(genetic.var(), 0.3, rtol=1e-6)  # effects are scaled to h2
         g = simulated.var_names.get_loc(gene)
+        np.testing.assert_allclose(stored[:, g], genetic - genetic.mean(), atol=1e-5)
         correlations.append(np.corrcoef(genetic, X[:, g])[0, 1])
     correlations = np.array(correlations)
     assert len(correlations) >= 20
@@ -448,6 +452,9 @@ def test_simulation_is_the_same_on_disk(cohort, read_back, simulated):
         read_back, n_causal=3, h2=0.3, random_state=7, copy=True
     )
     np.testing.assert_array_equal(again.X, simulated.X)
+    np.testing.assert_array_equal(
+        again.layers["sim_genetic_value"], simulated.layers["sim_genetic_value"]
+    )
     pd.testing.assert_frame_equal(
         again.uns["gl_simulation"]["causal_variants"],
         simulated.uns["gl_simulation"]["causal_variants"],

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..store import open_haplotypes
+from ..tl.expression.cross_validation import GENETIC_VALUE_KEY
 
 
 def _draw(
@@ -35,8 +36,11 @@ def simulate_expression(
     For every gene, ``n_causal`` variants of its window (with minor allele frequency at
     least ``min_maf`` in the cohort) get effects drawn from a standard normal; the genetic
     value (the sum of ALT dosages times effects) is scaled to variance ``h2`` and Gaussian
-    noise of variance ``1 - h2`` is added, so expression has unit variance and the oracle
-    correlation of a perfect predictor is ``sqrt(h2)``.
+    noise of variance ``1 - h2`` is added, so expression has unit variance. The genetic
+    value itself is kept: its correlation with the expression in the people a method is
+    scored on is the oracle r of :func:`genlm_sc.tl.fit_expression` there (about
+    ``sqrt(h2)``, but it varies with the people and the noise drawn, so ``sqrt(h2)`` is not
+    a bound a method is compared with).
 
     Parameters
     ----------
@@ -60,8 +64,11 @@ def simulate_expression(
 
     Returns
     -------
-    ``None`` (or the copy): writes ``X`` (people × genes, float32), ``var["sim_h2"]``,
-    ``var["sim_n_causal"]``, ``var["sim_genetic_r2"]`` (the realised share of variance),
+    ``None`` (or the copy): writes ``X`` (people × genes, float32),
+    ``layers["sim_genetic_value"]`` (people × genes, float32: each person's true genetic
+    value, ``X`` less the noise; zero for genes without causal variants),
+    ``var["sim_h2"]``, ``var["sim_n_causal"]``, ``var["sim_genetic_r2"]`` (the realised
+    share of variance over all people),
     and ``uns["gl_simulation"]`` with the parameters and a table of the causal variants
     (gene, variant index in the store, id, position, REF, ALT, effect, ALT frequency).
     Genes without enough common variants get fewer causal variants (possibly none).
@@ -84,6 +91,7 @@ def simulate_expression(
     wanted = _draw(n_causal, generator, n_genes, integer=True).astype(int)
     heritability = _draw(h2, generator, n_genes)
     X = np.empty((adata.n_obs, n_genes), dtype=np.float32)
+    genetic_values = np.zeros((adata.n_obs, n_genes), dtype=np.float32)
     realised = np.zeros(n_genes)
     placed = np.zeros(n_genes, dtype=int)
     rows = []
@@ -107,6 +115,7 @@ def simulate_expression(
         noise = generator.standard_normal(adata.n_obs) * noise_sd
         y = genetic * scale + noise
         X[:, g] = y
+        genetic_values[:, g] = genetic * scale
         realised[g] = np.var(genetic * scale) / np.var(y)
         placed[g] = len(chosen)
         for variant, effect in zip(chosen, beta * scale, strict=True):
@@ -124,6 +133,7 @@ def simulate_expression(
                 }
             )
     adata.X = X
+    adata.layers[GENETIC_VALUE_KEY] = genetic_values
     adata.var["sim_h2"] = np.where(placed > 0, heritability, 0.0)
     adata.var["sim_n_causal"] = placed
     adata.var["sim_genetic_r2"] = realised
@@ -134,6 +144,7 @@ def simulate_expression(
         "random_state": random_state if isinstance(random_state, int) else "generator",
         "causal_variants": pd.DataFrame(rows),
         "model": "y = sum_k dosage_k * effect_k + noise; Var(genetic) = h2, Var(y) = 1",
+        "genetic_value": f"layers[{GENETIC_VALUE_KEY!r}]",
     }
     return adata if copy else None
 

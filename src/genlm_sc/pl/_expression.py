@@ -87,7 +87,10 @@ def gene_performance(
     Returns
     -------
     The Axes: grouped bars of r per gene (genes ordered by their best r), and for
-    simulated expression the oracle r (``sqrt(h2)``) of each gene as a black marker.
+    simulated expression each gene's oracle r as a black marker: the correlation of the
+    true genetic value with the expression in the same tested people (``oracle_r`` of
+    :func:`genlm_sc.tl.fit_expression`; with several fits on other people, the first
+    fit's).
     """
     table = _results(adata)
     chosen = list(pd.unique(table["method"])) if methods is None else list(methods)
@@ -108,7 +111,8 @@ def gene_performance(
         ax.bar(x - 0.4 + width * (i + 0.5), r[method].fillna(0), width=width, label=method)
     oracle = table.drop_duplicates("gene").set_index("gene")["oracle_r"].reindex(r.index)
     if oracle.notna().any():
-        ax.plot(x, oracle, "_", color="k", ms=12, mew=2, ls="none", label="oracle r")
+        label = "oracle r (true genetic value)"
+        ax.plot(x, oracle, "_", color="k", ms=12, mew=2, ls="none", label=label)
     ax.axhline(0, color="grey", lw=0.8)
     labels = names.fillna(pd.Series(r.index, index=r.index))
     ax.set_xticks(x, labels, rotation=60, ha="right", fontsize=7)

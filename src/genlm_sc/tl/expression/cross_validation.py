@@ -21,11 +21,13 @@ from sklearn.metrics import r2_score
 
 __all__ = [
     "FOLD_KEY",
+    "GENETIC_VALUE_KEY",
     "UNS_KEY",
     "check_finite",
     "check_fold_sizes",
     "cross_validate",
     "fold_settings",
+    "oracle_r",
     "outer_folds",
     "prediction_scores",
     "random_folds",
@@ -37,6 +39,8 @@ __all__ = [
 FOLD_KEY = "gl_fold"
 #: ``uns`` key of the folds' settings, the comparison table, the settings of each fit.
 UNS_KEY = "gl_expression"
+#: ``layers`` key of each person's true genetic value of each gene (simulated expression).
+GENETIC_VALUE_KEY = "sim_genetic_value"
 
 
 def cross_validate(
@@ -118,6 +122,30 @@ def prediction_scores(observed: np.ndarray, predicted: np.ndarray) -> dict[str, 
     r = float(np.corrcoef(observed, predicted)[0, 1])
     rho = float(stats.spearmanr(observed, predicted).statistic)
     return {"r": r, "spearman": rho, "r2": r2}
+
+
+def oracle_r(genetic_value: np.ndarray | None, fit: dict[str, Any]) -> float:
+    """The oracle's r: the true genetic value scored as a prediction, like the fit's own.
+
+    Pearson r between ``genetic_value`` (one value per person) and the expression ``fit``
+    was scored against (``fit["observed"]``: covariate-adjusted within each fold when
+    there are covariates), pooled over the same people (those with an out-of-fold
+    prediction), as :func:`cross_validate` pools the fit's predictions. It is the r a
+    predictor that knew each person's genetic value exactly would get on these people, so
+    a method above it is above it by chance. ``0.0`` when the genetic value is constant
+    (nothing heritable to predict); NaN without a genetic value (measured expression) or
+    with fewer than two people scored.
+    """
+    if genetic_value is None:
+        return np.nan
+    genetic_value = np.asarray(genetic_value, dtype=np.float64).ravel()
+    scored = np.isfinite(fit["pred"]) & np.isfinite(fit["observed"])
+    scored &= np.isfinite(genetic_value)
+    if scored.sum() < 2:
+        return np.nan
+    if np.ptp(genetic_value[scored]) == 0:
+        return 0.0
+    return prediction_scores(fit["observed"][scored], genetic_value[scored])["r"]
 
 
 def random_folds(n: int, *, n_folds: int, random_state: int | None) -> np.ndarray:

@@ -34,9 +34,10 @@ def resolve_genes(adata: ad.AnnData, genes: Sequence[str] | None) -> list[str]:
     return [gene_id(adata, gene) for gene in genes]
 
 
-def expression_values(adata: ad.AnnData, gene: str) -> np.ndarray:
-    """Expression of one gene (``X``'s column) as float64, one value per person."""
-    column = adata[:, gene].X
+def expression_values(adata: ad.AnnData, gene: str, *, layer: str | None = None) -> np.ndarray:
+    """Expression of one gene (``X``'s column, or ``layer``'s) as float64, one value per person."""
+    view = adata[:, gene]
+    column = view.X if layer is None else view.layers[layer]
     column = column.toarray() if sparse.issparse(column) else np.asarray(column)
     return column.astype(np.float64).ravel()
 

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from .cross_validation import (
+    GENETIC_VALUE_KEY,
     UNS_KEY,
     check_finite,
     check_fold_sizes,
     cross_validate,
+    oracle_r,
     outer_folds,
     random_folds,
     residuals,
@@ -166,9 +168,14 @@ def fit_expression(
     ``method`` (the fit's name), out-of-fold Pearson ``r``, Spearman rho (``spearman``)
     and ``r2`` (``1 - SS_res / SS_tot``, may be negative) over all tested people pooled,
     ``n_train`` (mean training-set size over folds), ``n_test`` (people with an
-    out-of-fold prediction), ``n_features``, ``n_folds`` and ``oracle_r``
-    (``sqrt(var["sim_h2"])`` for simulated expression, else NaN). ``r`` and ``spearman``
-    are NaN when the predictions are constant. Sets, with ``key = key_added or method``:
+    out-of-fold prediction), ``n_features``, ``n_folds`` and ``oracle_r``: for simulated
+    expression (``layers["sim_genetic_value"]`` of
+    :func:`genlm_sc.datasets.simulate_expression`), the Pearson r between each person's
+    true genetic value and the expression the predictions are scored against, pooled over
+    the same tested people as ``r`` (see
+    :func:`~genlm_sc.tl.expression.cross_validation.oracle_r`); NaN without that layer.
+    ``r`` and ``spearman`` are NaN when the predictions are constant. Sets, with
+    ``key = key_added or method``:
 
     ``adata.layers["gl_pred_" + key]``
         Out-of-fold predictions (people × genes; NaN for genes not fitted and people
@@ -238,6 +245,12 @@ def fit_expression(
             fits[gene] = cross_validate(x, y, folds=folds, covariates=confounders, model=model)
             if n_pcs is not None:
                 fits[gene]["n_features"] = min(n_pcs, x.shape[1], fits[gene]["n_train"])
+        genetic = (
+            expression_values(adata, gene, layer=GENETIC_VALUE_KEY)
+            if GENETIC_VALUE_KEY in adata.layers
+            else None
+        )
+        fits[gene]["oracle_r"] = oracle_r(genetic, fits[gene])
 
     params = {
         "method": method,
@@ -397,17 +410,15 @@ def _table(adata: ad.AnnData, *, key: str, fits: dict[str, dict[str, Any]]) -> p
     genes = list(fits)
     var = adata.var.loc[genes]
     names = var["gene_name"].astype(str) if "gene_name" in var else pd.Series(genes, index=genes)
-    oracle = np.sqrt(var["sim_h2"].astype(float)) if "sim_h2" in var else np.nan
     table = pd.DataFrame(
         {
             "gene": genes,
             "gene_name": names.to_numpy(),
             "method": key,
-            **{c: [fits[g][c] for g in genes] for c in _COLUMNS[3:-1]},
-            "oracle_r": np.asarray(oracle, dtype=np.float64) * np.ones(len(genes)),
+            **{c: [fits[g][c] for g in genes] for c in _COLUMNS[3:]},
         }
     )
-    return table[_COLUMNS]
+    return table.astype({"oracle_r": np.float64})[_COLUMNS]
 
 
 def _weights(fits: dict[str, dict[str, Any]]) -> pd.DataFrame:
