@@ -208,17 +208,61 @@ def test_read_eqtl_reads_gtex_egenes():
     assert row["slope"] == pytest.approx(0.40704)
 
 
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """The example cohort in 4,096-bp windows (neighbouring windows share variants)."""
+    folder = conv_checkpoint(tmp_path_factory.mktemp("wide") / "m")
+    return gl.datasets.example_cohort(width=4096), folder
+
+
+def test_a_variant_that_is_an_eqtl_of_two_genes_keeps_each_genes_slope(wide):
+    cohort, folder = wide
+    ds = gl.get.haplotype_store(cohort)
+    genes = ds["gene"].values[ds["variant_gene"].values]
+    ids = pd.Series(genes).groupby(ds["variant_id"].values).agg(set)
+    shared = ids[ids.map(len) == 2].index[0]  # in the windows of two neighbouring genes
+    first, second = sorted(ids[shared])
+    v = int(np.flatnonzero(ds["variant_id"].values == shared)[0])
+    ref, alt = str(ds["variant_ref"].values[v]), str(ds["variant_alt"].values[v])
+    name = cohort.var["gene_name"]
+    eqtl = pd.DataFrame(
+        {
+            "rsid": [shared] * 4,
+            "gene_id": [second.split(".")[0] + ".9", first, first, "ENSG00000000001.1"],
+            "gene_name": [name[second], name[first], name[first], "ELSEWHERE"],
+            "chrom": ["chr20"] * 4,
+            "position": [0] * 4,
+            "ref": [alt, ref, ref, ref],  # the second gene's row has REF and ALT swapped
+            "alt": [ref, alt, alt, alt],
+            "slope": [-0.7, 0.3, 9.0, 5.0],
+            "qval": [0.01, 0.02, 0.4, 0.001],  # the first gene's 9.0 is its weaker row
+        }
+    )
+    slopes = {}
+    for gene in (first, second):
+        gl.tl.variant_effects(cohort, gene=gene, model=folder, eqtl=eqtl, device="cpu")
+        table = gl.get.variant_effects(cohort, gene).set_index("variant_id")
+        row = table.loc[shared]
+        slopes[gene] = row["eqtl_slope"]
+        assert row["eqtl_gene"] == name[gene]
+        others = {name[first], name[second], "ELSEWHERE"} - {name[gene]}
+        assert set(row["eqtl_other_genes"].split(",")) == others
+        assert table.drop(index=shared)["eqtl_slope"].isna().all()
+    assert slopes == {first: 0.3, second: 0.7}
+
+
 @pytest.mark.shared_data
 @pytest.mark.skipif(not EQTL.exists(), reason="../shared/data is absent")
-def test_real_gtex_eqtls_join_the_example_variants(tmp_path):
-    cohort = gl.datasets.example_cohort(width=4096)
-    folder = conv_checkpoint(tmp_path / "m")
-    gl.tl.variant_effects(cohort, gene="ENSG00000229728.1", model=folder, eqtl=EQTL,
-                                  device="cpu")  # fmt: skip
+def test_real_gtex_eqtls_join_the_example_variants(wide):
+    cohort, folder = wide
+    for gene in ("ENSG00000229728.1", "ENSG00000125775.10"):  # RP11-314N13.3, SDCBP2
+        gl.tl.variant_effects(cohort, gene=gene, model=folder, eqtl=EQTL, device="cpu")
+    # rs6078809 is SDCBP2-AS1's lead variant, in the window of RP11-314N13.3
     table = gl.get.variant_effects(cohort, "ENSG00000229728.1")
-    joined = table[table["eqtl_gene"].notna()]
-    assert joined["variant_id"].tolist() == ["rs6078809"]  # SDCBP2-AS1's lead variant
-    row = joined.iloc[0]
-    assert (row["ref"], row["alt"], row["eqtl_gene"]) == ("G", "C", "SDCBP2-AS1")
-    assert row["eqtl_slope"] == pytest.approx(0.376037)
-    assert pd.isna(row["sign_agreement"])  # an eQTL of another gene
+    assert table["eqtl_slope"].isna().all()  # this gene's own lead variant is far away
+    named = table[table["eqtl_other_genes"].notna()]
+    assert named["variant_id"].tolist() == ["rs6078809"]
+    assert named["eqtl_other_genes"].item() == "SDCBP2-AS1"
+    # SDCBP2's lead, rs912118 (A>G, slope -0.231), is 4,161 bp from its TSS: not in the
+    # 4,096-bp window, so the table holds no SDCBP2 eQTL either
+    assert gl.get.variant_effects(cohort, "ENSG00000125775.10")["eqtl_slope"].isna().all()

@@ -47,9 +47,12 @@ def variant_effects(
         A fine-tuned expression model (folder saved by
         ``fit_expression(method="finetune")``, or in memory) for the predicted changes.
     eqtl
-        Measured eQTLs (:func:`genlm_sc.io.read_eqtl`, or a path to such a table) joined by
-        rsID (the VCF ``ID``); their ``slope`` is turned to the ALT allele of our VCF when
-        the eQTL table has REF and ALT swapped.
+        Measured eQTLs (:func:`genlm_sc.io.read_eqtl`, or a path to such a table). Those of
+        this gene (matched by gene name or unversioned gene id; rows naming no gene count as
+        this gene's) are joined by rsID (the VCF ``ID``) and allele: their ``slope`` is
+        turned to the ALT allele of our VCF when the eQTL table has REF and ALT swapped.
+        A variant that is an eQTL of several genes carries this gene's slope; the other
+        genes are only named.
     batch_size
         Chunks per forward pass.
     device
@@ -84,8 +87,13 @@ def variant_effects(
         The same in the carriers' own haplotypes: for each distinct haplotype carrying the
         allele, the prediction minus that with REF restored, averaged over carriers.
     ``eqtl_*`` and ``sign_agreement`` (with ``eqtl``)
-        The eQTL's gene, slope (per ALT allele of our VCF), q-value; ``sign_agreement``
-        whether ``delta_expression`` has the slope's sign, for eQTLs of this gene.
+        This gene's eQTL at the variant: ``eqtl_gene`` (the gene as named in the table),
+        ``eqtl_slope`` (per ALT
+        allele of our VCF; NaN when the table's alleles are neither ours nor swapped) and
+        ``eqtl_qval`` (of several rows for one allele, the allele-matched one with the
+        smallest q-value); ``eqtl_other_genes``, the other genes it is an eQTL of
+        (comma-separated, no slope); ``sign_agreement``, whether ``delta_expression`` has
+        the slope's sign.
     """
     if model is None and expression_model is None:
         raise ValueError("give a masked language model (model=) and/or expression_model=")
@@ -299,39 +307,67 @@ def _restore_reference(sequence, coordinates, window, position, ref, alt) -> str
 
 
 def _join_eqtl(table: pd.DataFrame, eqtl, gene_id: str, adata: ad.AnnData) -> pd.DataFrame:
+    """The eQTLs of this gene joined by (rsID, allele); other genes' eQTLs named only."""
     from ...io.eqtl import read_eqtl
 
     eqtls = eqtl if isinstance(eqtl, pd.DataFrame) else read_eqtl(eqtl)
-    by_id = eqtls.drop_duplicates("rsid").set_index("rsid")
-    rows = by_id.reindex(table["variant_id"]) if len(table) else by_id.iloc[:0]
-    same = (rows["ref"].to_numpy() == table["ref"].to_numpy()) & (
-        rows["alt"].to_numpy() == table["alt"].to_numpy()
-    )
-    swapped = (rows["ref"].to_numpy() == table["alt"].to_numpy()) & (
-        rows["alt"].to_numpy() == table["ref"].to_numpy()
-    )
-    slope = rows["slope"].to_numpy(dtype=float)
-    table = table.copy()
-    table["eqtl_gene"] = rows["gene_name"].to_numpy()
-    table["eqtl_slope"] = np.where(same, slope, np.where(swapped, -slope, np.nan))
-    table["eqtl_qval"] = rows["qval"].to_numpy(dtype=float)
+    eqtls = eqtls[eqtls["rsid"].isin(table["variant_id"]) & eqtls["rsid"].ne(".")]
     names = {_unversioned(gene_id)}
     if gene_id in adata.var_names and "gene_name" in adata.var.columns:
         names.add(str(adata.var.loc[gene_id, "gene_name"]))
-    this_gene = np.array(
+    named = eqtls["gene_name"].notna() | eqtls["gene_id"].notna()
+    ours = ~named | np.array(
         [str(n) in names or _unversioned(str(i)) in names
-         for n, i in zip(rows["gene_name"], rows["gene_id"], strict=True)]
+         for n, i in zip(eqtls["gene_name"], eqtls["gene_id"], strict=True)], dtype=bool,
     )  # fmt: skip
+    pairs = (
+        table[["variant_id", "ref", "alt"]]
+        .rename_axis("_row")
+        .reset_index()
+        .merge(eqtls[ours], left_on="variant_id", right_on="rsid", suffixes=("", "_eqtl"))
+    )
+    same = (pairs["ref_eqtl"] == pairs["ref"]) & (pairs["alt_eqtl"] == pairs["alt"])
+    swapped = (pairs["ref_eqtl"] == pairs["alt"]) & (pairs["alt_eqtl"] == pairs["ref"])
+    slope = _floats(pairs["slope"])
+    pairs["eqtl_slope"] = np.where(same, slope, np.where(swapped, -slope, np.nan))
+    pairs["eqtl_qval"] = _floats(pairs["qval"])
+    # per variant allele: an eQTL of this allele before one of another, then the smallest q
+    pairs = pairs.assign(_unmatched=pairs["eqtl_slope"].isna())
+    pairs = pairs.sort_values(["_row", "_unmatched", "eqtl_qval"], na_position="last")
+    best = pairs.drop_duplicates("_row").set_index("_row").reindex(table.index)
+    others = eqtls[~ours]
+    other_names = (
+        pd.Series(_gene_label(others), index=others.index).astype(str).groupby(others["rsid"])
+        .agg(lambda genes: ",".join(sorted(set(genes))))
+    )  # fmt: skip
+    table = table.copy()
+    table["eqtl_gene"] = _gene_label(best)
+    table["eqtl_slope"] = best["eqtl_slope"].to_numpy(dtype=float)
+    table["eqtl_qval"] = best["eqtl_qval"].to_numpy(dtype=float)
+    table["eqtl_other_genes"] = table["variant_id"].map(other_names).to_numpy(dtype=object)
     agreement = pd.Series(pd.NA, index=table.index, dtype="boolean")
     if "delta_expression" in table:
-        known = (
-            this_gene & np.isfinite(table["eqtl_slope"]) & np.isfinite(table["delta_expression"])
-        )
+        known = np.isfinite(table["eqtl_slope"]) & np.isfinite(table["delta_expression"])
         agreement[known] = np.sign(table["delta_expression"][known]) == np.sign(
             table["eqtl_slope"][known]
         )
     table["sign_agreement"] = agreement
     return table
+
+
+def _gene_label(eqtls: pd.DataFrame) -> np.ndarray:
+    """Each eQTL row's gene name, else its gene id (object array, NaN when neither)."""
+    names = eqtls["gene_name"].to_numpy(dtype=object)
+    return np.where(pd.isna(names), eqtls["gene_id"].to_numpy(dtype=object), names)
+
+
+def _floats(values: pd.Series) -> np.ndarray:
+    """A column as float64, missing values (``None``, ``pd.NA``) as NaN."""
+    return (
+        pd.to_numeric(values, errors="coerce")
+        .astype("Float64")
+        .to_numpy(np.float64, na_value=np.nan)
+    )
 
 
 def _unversioned(gene_id: str) -> str:
