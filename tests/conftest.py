@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import pysam
 import pytest
@@ -12,10 +14,43 @@ import pytest
 import genlm_sc as gl
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-HAS_BCFTOOLS = shutil.which("bcftools") is not None and shutil.which("samtools") is not None
 
 needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent")
-needs_bcftools = pytest.mark.skipif(not HAS_BCFTOOLS, reason="bcftools/samtools not installed")
+#: The comparison with ``bcftools consensus`` (and ``samtools faidx``): skipped without the
+#: tools, failed without them on CI (see :func:`missing_tools_outcome`).
+needs_bcftools = pytest.mark.needs_tools("bcftools", "samtools")
+
+
+def on_ci(environ: Mapping[str, str]) -> bool:
+    """Whether the environment says it is a CI run (``CI=true`` or ``CI=1``)."""
+    return environ.get("CI", "").strip().lower() in {"true", "1"}
+
+
+def missing_tools_outcome(
+    missing: Sequence[str], environ: Mapping[str, str]
+) -> Literal["run", "skip", "fail"]:
+    """What a test marked ``needs_tools`` does when ``missing`` of its tools are absent.
+
+    It runs when none is missing. Otherwise it is skipped on a workstation, but fails on
+    CI: there the tools are installed on purpose, and a failed install must not turn the
+    comparison tests into silent skips and the run green.
+    """
+    if not missing:
+        return "run"
+    return "fail" if on_ci(environ) else "skip"
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Apply :func:`missing_tools_outcome` to tests marked ``needs_tools(*tools)``."""
+    marker = item.get_closest_marker("needs_tools")
+    if marker is None:
+        return
+    missing = [tool for tool in marker.args if shutil.which(tool) is None]
+    outcome = missing_tools_outcome(missing, os.environ)
+    if outcome == "fail":
+        pytest.fail(f"{', '.join(missing)} not installed, and CI is set", pytrace=False)
+    if outcome == "skip":
+        pytest.skip(f"{', '.join(missing)} not installed")
 
 
 def write_fasta(path: Path, contigs: dict[str, str], *, width: int | None = None) -> Path:

@@ -8,7 +8,7 @@ import pytest
 
 import genlm_sc as gl
 from bcftools_reference import consensus
-from conftest import needs_bcftools
+from conftest import missing_tools_outcome, needs_bcftools, pytest_runtest_setup
 from genlm_sc.pp.haplotypes import reverse_complement
 
 
@@ -108,3 +108,23 @@ def test_doubling_the_people_does_not_add_haplotypes(example, tmp_path):
         original = first.loc[once.obs_names]
         copies = first.loc[[f"{s}_copy" for s in once.obs_names]]
         assert (original.to_numpy() == copies.to_numpy()).all()
+
+
+def test_missing_tools_skip_on_a_workstation_and_fail_on_ci(monkeypatch):
+    assert missing_tools_outcome([], {"CI": "true"}) == "run"
+    assert missing_tools_outcome(["bcftools"], {}) == "skip"
+    assert missing_tools_outcome(["bcftools"], {"CI": "false"}) == "skip"
+    assert missing_tools_outcome(["samtools"], {"CI": "true"}) == "fail"
+    assert missing_tools_outcome(["samtools"], {"CI": "TRUE"}) == "fail"
+    assert missing_tools_outcome(["samtools"], {"CI": "1"}) == "fail"
+
+    class Item:  # a collected test marked as needing a tool nobody has
+        def get_closest_marker(self, name):
+            return pytest.mark.needs_tools("genlm-sc-no-such-tool").mark
+
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="genlm-sc-no-such-tool not installed"):
+        pytest_runtest_setup(Item())
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="not installed, and CI is set"):
+        pytest_runtest_setup(Item())

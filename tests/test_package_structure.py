@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -144,3 +148,31 @@ def test_a_back_arrow_and_a_circle_are_caught():
 def test_modules_stay_small(name):
     lines = len(modules()[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines; split it by what it computes"
+
+
+def third_party_imports() -> set[str]:
+    """Top-level names of the modules outside the standard library that the package imports."""
+    found = set()
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"genlm_sc", "__future__"}
+
+
+def test_every_imported_distribution_is_declared():
+    project = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"]]
+    requirements += [r for extra in project["optional-dependencies"].values() for r in extra]
+    declared = {re.match(r"[A-Za-z0-9_.-]+", r).group().lower().replace("_", "-")
+                for r in requirements}  # fmt: skip
+    distributions = packages_distributions()
+    undeclared = {
+        name: found
+        for name in third_party_imports()
+        if not (found := {d.lower().replace("_", "-") for d in distributions.get(name, [name])})
+        & declared
+    }
+    assert undeclared == {}, f"imported but not in pyproject.toml: {undeclared}"
