@@ -24,6 +24,7 @@ POSITIONAL = {
     "tl.predict_classifier": 2,  # model, sequences
     "tl.scan_motifs": 2,  # sequence, motifs
     "tl.fit_dosages": 2,  # dosages, y
+    "pp.decontaminate": 2,  # corpus, labelled sets
 }
 #: One name per idea: names that are spelled otherwise in this API.
 RETIRED = {
