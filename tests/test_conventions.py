@@ -51,8 +51,8 @@ def functions(*modules: str) -> list[tuple[str, typing.Callable]]:
 
 def public_callables() -> list[tuple[str, typing.Callable]]:
     found = functions("pp", "tl", "pl", "get", "datasets")
-    found += [(f"pp.PretrainingCorpus.{m}", getattr(gl.pp.PretrainingCorpus, m))
-              for m in ("add_fasta", "add_variant_windows", "add_haplotypes")]  # fmt: skip
+    methods = ("add_fasta", "add_variant_windows", "add_haplotypes", "hold_out")
+    found += [(f"pp.PretrainingCorpus.{m}", getattr(gl.pp.PretrainingCorpus, m)) for m in methods]
     found.append(("tl.FinetuneOptions", gl.tl.expression.finetune.FinetuneOptions))
     return found
 

@@ -1,4 +1,4 @@
-"""Decontamination of pretraining corpora, and the exact shared k-mers behind it."""
+"""Overlapping sequences: decontamination of corpora, overlap groups, held-out splits."""
 
 from __future__ import annotations
 
@@ -135,3 +135,41 @@ def test_shared_kmer_pairs_equal_brute_force(colliding, monkeypatch):
         if kmers(texts[i]) & kmers(texts[j])
     }
     assert found == expected and expected
+
+
+def test_sequences_sharing_200_bases_on_either_strand_are_one_group():
+    rng = np.random.default_rng(5)
+    core, other = random_dna(rng, 200), random_dna(rng, 200)
+    sequences = [
+        random_dna(rng, 100) + core + random_dna(rng, 50),
+        random_dna(rng, 300),  # alone
+        random_dna(rng, 30) + reverse_complement_text(core),  # with 0, on the other strand
+        core[1:] + random_dna(rng, 300),  # 199 bases of the core only: alone
+        core.lower() + random_dna(rng, 10) + other,  # with 0 (case does not matter)
+        reverse_complement_text(other) + random_dna(rng, 40),  # with 4, so with 0
+        random_dna(rng, 150),  # shorter than k
+    ]
+    assert gl.pp.overlap_groups(sequences).tolist() == [0, 1, 0, 2, 0, 0, 3]
+    assert gl.pp.overlap_groups(sequences, k=199).tolist() == [0, 1, 0, 0, 0, 0, 2]
+    assert gl.pp.overlap_groups([]).tolist() == []
+
+
+def test_hold_out_keeps_overlapping_windows_together():
+    rng = np.random.default_rng(2)
+    corpus, groups = PretrainingCorpus(), []
+    for tss in range(60):  # one promoter in three windows, as in a multi-width corpus
+        promoter = random_dna(rng, 2048)
+        for width in rng.permutation([2048, 1200, 456]):
+            window = promoter[1024 - width // 2 : 1024 + width // 2]
+            strand = window if rng.random() < 0.5 else reverse_complement_text(window)
+            corpus._add(as_codes(strand), None, 1.0)
+            groups.append(tss)
+    train, held = corpus.hold_out(every=20)
+    assert (len(train), len(held)) == (171, 9)  # 3 of 60 promoters, all three windows each
+    assert held.sources[0]["n_groups"] == 60
+    both = train.sequences + held.sequences
+    left = np.arange(len(both)) >= len(train)
+    assert shared_kmer_pairs(both, 200, left=left).size == 0
+    naive_train, naive_held = corpus.hold_out(every=20, overlap=None)
+    assert shared_kmer_pairs(naive_train.sequences + naive_held.sequences, 200,
+                             left=np.arange(180) >= len(naive_train)).size  # fmt: skip

@@ -1,4 +1,4 @@
-"""Sequences that overlap: exact shared k-mers on both strands.
+"""Sequences that overlap: exact shared k-mers on both strands, and overlap groups.
 
 Every ``k``-base window of every sequence is hashed (a polynomial hash modulo 2**64, so a
 window's hash does not depend on where it sits), on both strands; a window and its reverse
@@ -23,6 +23,7 @@ from .haplotypes import reverse_complement
 __all__ = [
     "KmerIndex",
     "as_codes",
+    "overlap_groups",
     "shared_kmer_pairs",
 ]
 
@@ -189,6 +190,51 @@ def shared_kmer_pairs(
         if all(same):
             return distinct.reshape(-1, 2)
     raise RuntimeError(f"k-mer hash collisions with {len(_HASH_BASES)} hash bases")
+
+
+def overlap_groups(sequences: Iterable[str | bytes | np.ndarray], *, k: int = 200) -> np.ndarray:
+    """Group sequences that share a stretch of ``k`` bases, on either strand.
+
+    Two sequences are linked when one holds a ``k``-base stretch that the other holds too,
+    as it is or reverse-complemented; a group is everything linked, directly or through
+    others (union–find over exact shared ``k``-mers). Hold out whole groups, not single
+    sequences, when sequences repeat each other: a corpus with the same TSS at several
+    window sizes puts them all in one group. Matches are exact (bases compared, not only
+    hashes). A sequence shorter than ``k`` shares no ``k``-mer and is a group of its own.
+
+    Parameters
+    ----------
+    sequences
+        DNA sequences (strings, bytes or ASCII codes; any case; ``N`` matches only ``N``),
+        or a :class:`~genlm_sc.pp.PretrainingCorpus`.
+    k
+        Length of the shared stretch that links two sequences.
+
+    Returns
+    -------
+    A group number for every sequence (``int64``), numbered from 0 in order of each
+    group's first sequence.
+
+    Examples
+    --------
+    >>> import genlm_sc as gl
+    >>> gl.pp.overlap_groups(["ACGTACGTAA", "TTACGTACGT", "GGGGGGGGGG"], k=8).tolist()
+    [0, 0, 1]
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    codes = [as_codes(s) for s in getattr(sequences, "sequences", sequences)]
+    n = len(codes)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    pairs = shared_kmer_pairs(codes, k)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    _, first = np.unique(labels, return_index=True)
+    renumber = np.empty(len(first), dtype=np.int64)
+    renumber[labels[np.sort(first)]] = np.arange(len(first))
+    return renumber[labels]
 
 
 def _window_hashes(codes: np.ndarray, k: int, hash_base: int) -> tuple[np.ndarray, np.ndarray]:
