@@ -15,6 +15,8 @@ comparison (``gene_function_clustering.py --model pretrained=... --model random-
     python benchmarks/pretrain_promoters.py --split-only   # decontaminate and split, no training
 
 ``--contaminated`` keeps the GUE sequences in, as the runs before decontamination did.
+The decontamination report (per task, split and label: labelled sequences found in the
+corpus, corpus sequences removed) goes to ``results/decontamination_gue.csv``.
 
 Every ``--save-steps`` steps a checkpoint is written under ``<name>/checkpoints``; an
 interrupted run resumes from the last one when started again with the same arguments.
@@ -55,13 +57,20 @@ def main() -> None:
     parser.add_argument("--save-steps", type=int, default=500)
     parser.add_argument("--contaminated", action="store_true", help="keep GUE sequences in")
     parser.add_argument("--split-only", action="store_true", help="stop before training")
+    parser.add_argument("--report", type=Path, default=HERE / "results" / "decontamination_gue.csv")
     args = parser.parse_args()
     start = time.perf_counter()
     corpus = PretrainingCorpus().add_fasta(args.data / "promoters" / CORPUS)
     if not args.contaminated:
         gue = {task: args.data / "gue" / task for task in TASKS}
         corpus, report = gl.pp.decontaminate(corpus, gue, by=["split", "label"])
+        report.to_csv(args.report, index=False)
+        removed = corpus.sources[-1]
         print(report.to_string(index=False))
+        print(
+            f"removed {removed['n_sequences_removed']:,} corpus sequences "
+            f"({removed['n_bases_removed']:,} bp); wrote {args.report}"
+        )
     train, held = split(corpus)
     print(f"corpus ready in {time.perf_counter() - start:.0f} s")
     if args.split_only:
