@@ -24,6 +24,7 @@ POSITIONAL = {
     "tl.predict_classifier": 2,  # model, sequences
     "tl.scan_motifs": 2,  # sequence, motifs
     "tl.fit_dosages": 2,  # dosages, y
+    "pp.decontaminate": 2,  # corpus, labelled sets
 }
 #: One name per idea: names that are spelled otherwise in this API.
 RETIRED = {
@@ -50,8 +51,8 @@ def functions(*modules: str) -> list[tuple[str, typing.Callable]]:
 
 def public_callables() -> list[tuple[str, typing.Callable]]:
     found = functions("pp", "tl", "pl", "get", "datasets")
-    found += [(f"pp.PretrainingCorpus.{m}", getattr(gl.pp.PretrainingCorpus, m))
-              for m in ("add_fasta", "add_variant_windows", "add_haplotypes")]  # fmt: skip
+    methods = ("add_fasta", "add_variant_windows", "add_haplotypes", "hold_out")
+    found += [(f"pp.PretrainingCorpus.{m}", getattr(gl.pp.PretrainingCorpus, m)) for m in methods]
     found.append(("tl.FinetuneOptions", gl.tl.expression.finetune.FinetuneOptions))
     return found
 

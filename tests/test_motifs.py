@@ -349,6 +349,44 @@ def test_scanning_a_real_window_with_all_jaspar_motifs(example):
         assert float(pssm.calculate(row.matched_sequence)) == pytest.approx(row.score, abs=1e-4)
 
 
+@pytest.mark.shared_data
+@needs_shared
+def test_pvalues_agree_with_fimo_on_a_real_window(example):
+    """memelite's FIMO, given our matrices, finds the same placements with close p-values."""
+    memelite = pytest.importorskip("memelite")
+    from scipy.stats import spearmanr
+
+    motifs = read_motifs(JASPAR_FILE)
+    with gl.io.FastaReference(example.fasta) as reference:
+        sequence = reference.fetch_str("20", 1_091_857, 1_095_953).upper()  # PSMF1
+    ours = scan_motifs(sequence, motifs, pvalue=1e-3)
+    per_letter = dict.fromkeys(BASES, 0.2)  # our pseudocount 0.8, uniform background
+    matrices = {
+        m.matrix_id: np.array([m.counts.normalize(pseudocounts=per_letter)[b] for b in BASES])
+        for m in motifs
+    }
+    codes = np.frombuffer(sequence.encode(), np.uint8)
+    onehot = np.stack([codes == ord(b) for b in BASES]).astype(np.float32)[None]
+    hits = memelite.fimo(matrices, onehot, threshold=1e-3, eps=0.0, bin_size=SCORE_STEP)
+    theirs = pd.concat([h for h in hits if len(h)]).rename(
+        columns={"motif_name": "motif_id", "p-value": "fimo_pvalue", "score": "fimo_score"}
+    )
+    joined = ours.merge(theirs, on=["motif_id", "start", "strand"], how="outer")
+    strong = joined[(joined["pvalue"] < 1e-4) | (joined["fimo_pvalue"] < 1e-4)]
+    assert strong[["pvalue", "fimo_pvalue"]].notna().all().all()  # each finds the other's
+    assert np.allclose(strong["score"], strong["fimo_score"], atol=1e-6)
+    # memelite's p-value table stops short of some top scores: p = 0 there, even where a
+    # short motif's best score has p = 4**-5
+    compared = strong[strong["fimo_pvalue"] > 0]
+    fimo_hits = compared[compared["fimo_pvalue"] < 1e-4]
+    assert (fimo_hits["pvalue"] < 1e-4).mean() > 0.95  # the rest lie within rounding
+    assert (fimo_hits["pvalue"] < 2e-4).all()
+    ours_log, fimo_log = np.log10(compared["pvalue"]), np.log10(compared["fimo_pvalue"])
+    assert spearmanr(ours_log, fimo_log).statistic > 0.98
+    assert (ours_log - fimo_log).abs().median() < 0.01
+    assert (ours_log - fimo_log).abs().max() < 0.5  # at most a factor of 3
+
+
 # --------------------------------------------------------------------------------------
 # Variants of a tiny cohort
 # --------------------------------------------------------------------------------------

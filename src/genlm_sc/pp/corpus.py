@@ -287,6 +287,55 @@ class PretrainingCorpus:
         )
         return self
 
+    def hold_out(
+        self, *, every: int = 20, overlap: int | None = 200
+    ) -> tuple[PretrainingCorpus, PretrainingCorpus]:
+        """Split into a training and a held-out corpus, holding out whole overlap groups.
+
+        Sequences that share a stretch of ``overlap`` bases, on either strand, form a group
+        (:func:`genlm_sc.pp.overlap_groups`); every ``every``-th group (in the order of its
+        first sequence) is held out whole, so no held-out sequence shares ``overlap`` bases
+        with a training one. With fewer than ``every`` groups, the last tenth of each
+        sequence is held out instead.
+
+        Parameters
+        ----------
+        every
+            One group in this many is held out.
+        overlap
+            Bases two sequences must share to be grouped. ``None``: every sequence is a
+            group of its own (right only for a corpus without repeats).
+
+        Returns
+        -------
+        The training and the held-out corpus; the held-out one's ``sources`` say how it
+        was split.
+        """
+        from .overlaps import overlap_groups
+
+        if every < 2:
+            raise ValueError(f"every must be at least 2, got {every}")
+        groups = np.arange(len(self)) if overlap is None else overlap_groups(self, k=overlap)
+        n_groups = int(groups.max()) + 1 if len(groups) else 0
+        train, held = PretrainingCorpus(sources=[*self.sources]), PretrainingCorpus()
+        many = n_groups >= every
+        for codes, mask, weight, group in zip(
+            self.sequences, self.variant_masks, self.weights, groups.tolist(), strict=True
+        ):
+            if many:
+                (held if group % every == every - 1 else train)._add(codes, mask, weight)
+                continue
+            cut = len(codes) - len(codes) // 10
+            train._add(codes[:cut], None if mask is None else mask[:cut], weight)
+            held._add(codes[cut:], None if mask is None else mask[cut:], weight)
+        unit = "sequence" if overlap is None else f"group of sequences sharing {overlap} bases"
+        how = f"every {every}th {unit}" if many else "last tenth of each sequence"
+        held.sources = [
+            {"kind": "held out from the corpus", "how": how, "n_groups": n_groups,
+             "n_sequences": len(held), "n_bases": held.n_bases}
+        ]  # fmt: skip
+        return train, held
+
     def description(self) -> list[dict[str, Any]]:
         """What the corpus was built from (JSON-ready)."""
         return [dict(s) for s in self.sources]

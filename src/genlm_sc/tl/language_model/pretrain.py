@@ -58,8 +58,10 @@ def pretrain(
         last checkpoint when ``resume`` is true.
     eval_corpus
         Held-out sequence (a corpus, e.g. another region and held-out people). Default:
-        every 20th corpus sequence, or the last tenth of each when there are fewer than
-        20, is held out. With variant masks it also yields the metrics at variant
+        :meth:`~genlm_sc.pp.PretrainingCorpus.hold_out`, every 20th group of corpus
+        sequences that share 200 bases (either strand), so that no held-out sequence
+        repeats a stretch of a training one, or the last tenth of each sequence when there
+        are fewer than 20 groups. With variant masks it also yields the metrics at variant
         positions (``eval_variants_*``).
     tokenizer
         ``"char"``, ``"kmer"``, ``"nt_kmer"``, ``"bpe"`` (trained on the corpus with
@@ -119,7 +121,7 @@ def pretrain(
     if not isinstance(corpus, PretrainingCorpus):
         corpus = PretrainingCorpus().add_fasta(corpus)
     if eval_corpus is None:
-        corpus, eval_corpus = _hold_out(corpus)
+        corpus, eval_corpus = corpus.hold_out()
     tokenizer = _tokenizer(tokenizer, corpus, k=k, vocab_size=vocab_size)
     tokenizer.model_max_length = max(tokenizer.model_max_length or 0, sequence_length + 2)
     mlm = _model(model, tokenizer)
@@ -239,26 +241,6 @@ def _trainer_class():
                 self.data_collator = training_collator
 
     return DnaTrainer
-
-
-def _hold_out(corpus):
-    """Split a corpus into training and held-out parts (see ``eval_corpus``)."""
-    from ...pp.corpus import PretrainingCorpus
-
-    train, held = PretrainingCorpus(sources=corpus.sources), PretrainingCorpus()
-    many = len(corpus) >= 20
-    for i, (codes, mask, weight) in enumerate(
-        zip(corpus.sequences, corpus.variant_masks, corpus.weights, strict=True)
-    ):
-        if many:
-            (held if i % 20 == 19 else train)._add(codes, mask, weight)
-            continue
-        cut = len(codes) - len(codes) // 10
-        train._add(codes[:cut], None if mask is None else mask[:cut], weight)
-        held._add(codes[cut:], None if mask is None else mask[cut:], weight)
-    how = "every 20th sequence" if many else "last tenth of each sequence"
-    held.sources = [{"kind": "held out from the corpus", "how": how}]
-    return train, held
 
 
 def _tokenizer(tokenizer: Any, corpus, *, k: int, vocab_size: int):
