@@ -16,7 +16,7 @@ from test_finetune import regressor
 torch.set_num_threads(1)
 RNG = np.random.default_rng(0)
 SEQUENCE = "".join(RNG.choice(list(BASES), 70)) + "N" + "".join(RNG.choice(list(BASES), 25))
-STYLES = ["conv", "dnabert", "nucleotide_transformer", "dnabert2"]
+STYLES = ["conv", "dnabert", "nucleotide_transformer", "bpe_bert", "gpn"]
 
 
 def checkpoint(folder, style):
@@ -110,7 +110,7 @@ def test_base_gradients_equal_finite_differences(tmp_path, style, target):
 
 
 def test_bpe_gradients_are_shared_over_a_tokens_bases(tmp_path):
-    scorer = scorer_for(checkpoint(tmp_path / "b", "dnabert2"), "mlm", max_length=512)
+    scorer = scorer_for(checkpoint(tmp_path / "b", "bpe_bert"), "mlm", max_length=512)
     sequence = SEQUENCE[:40]
     gradients = scorer.base_gradients(sequence)
     own = np.array([BASES.index(c) for c in sequence])
@@ -271,3 +271,9 @@ def test_plots_draw_the_stored_attributions(cohort_and_model):
     with pytest.raises(KeyError, match="no column"):
         gl.pl.variant_effects(table, x="delta_expression")
     plt.close("all")
+
+
+def test_gradients_of_a_model_without_token_embeddings_are_refused(tmp_path):
+    scorer = scorer_for(checkpoint(tmp_path / "g", "gpn"), "mlm")  # one-hot bases, no matrix
+    with pytest.raises(ValueError, match=r"no token embedding matrix.*method='ism'"):
+        scorer.base_gradients(SEQUENCE[:30])

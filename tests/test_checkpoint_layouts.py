@@ -4,35 +4,32 @@ naming the checkpoint, never a warning."""
 
 from __future__ import annotations
 
-import itertools
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 from transformers import (
     AutoTokenizer,
-    BertConfig,
-    BertForMaskedLM,
-    BertTokenizerFast,
-    EsmConfig,
     EsmForMaskedLM,
 )
 
 import genlm_sc as gl
 from genlm_sc.models import load_encoder
 from genlm_sc.models.loading import CheckpointError
+from published_layouts import dnabert_layout, gpn_layout, nt_v1_layout, own_recipe
 from test_embed import third_party_checkpoint
 
 
 def test_weights_missing_an_encoder_parameter_are_refused(tmp_path):
     folder, _, _ = third_party_checkpoint(tmp_path / "m", "dnabert")
-    weights = load_file(folder / "model.safetensors")
+    weights = torch.load(folder / "pytorch_model.bin", weights_only=True)
     # as a DNABERT-2 checkpoint read by a stock BERT: ALiBi, no position embeddings
     name = next(k for k in weights if k.endswith("embeddings.position_embeddings.weight"))
     del weights[name]
-    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    torch.save(weights, folder / "pytorch_model.bin")
     with pytest.raises(CheckpointError, match=r"half-initialised: 1 parameter.*position_embed"):
         load_encoder(folder)
     with pytest.raises(CheckpointError, match="half-initialised"):
@@ -42,45 +39,9 @@ def test_weights_missing_an_encoder_parameter_are_refused(tmp_path):
 
 def test_a_pooler_the_embedding_never_uses_may_be_absent(tmp_path):
     folder, _, _ = third_party_checkpoint(tmp_path / "m", "dnabert")  # a BertForMaskedLM:
-    assert not any("pooler" in k for k in load_file(folder / "model.safetensors"))  # no pooler
+    weights = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    assert not any("pooler" in k for k in weights)  # no pooler
     assert load_encoder(folder, device="cpu").hidden_size == 16
-
-
-def dnabert_layout(folder, k: int = 3, *, drop: int = 0):
-    """DNABERT's published files (``jerryji1993/DNABERT``, ``bert-config-k``): a WordPiece
-    vocab.txt of [PAD] [UNK] [CLS] [SEP] [MASK] and every k-mer in
-    ``itertools.product("ATCG", repeat=k)`` order, read by BERT's tokenizer (which expects
-    the k-mers cut and separated by spaces). ``drop`` leaves out the last k-mers."""
-    folder.mkdir(parents=True)
-    kmers = ["".join(p) for p in itertools.product("ATCG", repeat=k)]
-    kmers = kmers[: len(kmers) - drop]
-    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
-                                                 *kmers]) + "\n")  # fmt: skip
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"do_lower_case": False, "model_max_length": 512})
-    )
-    (folder / "special_tokens_map.json").write_text(json.dumps(
-        {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-         "cls_token": "[CLS]", "mask_token": "[MASK]"}))  # fmt: skip
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(kmers) + 5, hidden_size=16, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=32,
-                        architectures=["BertForMaskedLM"])  # fmt: skip
-    BertForMaskedLM(config).save_pretrained(folder)
-    return folder
-
-
-def dnabert_recipe(folder, sequence: str, k: int) -> np.ndarray:
-    """DNABERT's own recipe: the sequence as space-separated overlapping k-mers through the
-    checkpoint's BERT tokenizer, the mean of the last states over non-special tokens."""
-    tokenizer = BertTokenizerFast.from_pretrained(folder)
-    text = " ".join(sequence[i : i + k] for i in range(len(sequence) - k + 1))
-    encoded = tokenizer(text, return_tensors="pt", return_special_tokens_mask=True)
-    keep = encoded.pop("special_tokens_mask")[0] == 0
-    model = BertForMaskedLM.from_pretrained(folder).eval()
-    with torch.inference_mode():
-        states = model.bert(**encoded).last_hidden_state[0]
-    return states[keep].mean(0).numpy()
 
 
 @pytest.mark.parametrize("k", [3, 6])
@@ -90,36 +51,11 @@ def test_dnabert_layout_embeds_as_dnabert_does(tmp_path, k):
     panel = gl.pp.sequence_panel(sequences)
     gl.tl.embed(panel, model=folder, device="cpu", precision="fp32", progress=False)
     for i, sequence in enumerate(sequences.values()):
-        expected = dnabert_recipe(folder, sequence, k)
+        expected = own_recipe(folder, sequence, k=k)
         got = panel.obsm["X_gl"][i]
         cosine = got @ expected / np.linalg.norm(got) / np.linalg.norm(expected)
         assert cosine > 0.999999, cosine
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
-
-
-def nt_v1_layout(folder):
-    """Nucleotide Transformer v1's published files: an ESM masked LM (absolute positions),
-    vocab.txt of <unk> <pad> <mask> <cls> <eos> <bos>, the 4,096 6-mers and A T C G N,
-    read by ``EsmTokenizer``."""
-    folder.mkdir(parents=True)
-    kmers = ["".join(p) for p in itertools.product("ATCG", repeat=6)]
-    vocab = ["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>", *kmers, "A", "T", "C", "G",
-             "N"]  # fmt: skip
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "EsmTokenizer", "model_max_length": 1000})
-    )
-    (folder / "special_tokens_map.json").write_text(json.dumps(
-        {"unk_token": "<unk>", "pad_token": "<pad>", "mask_token": "<mask>",
-         "cls_token": "<cls>", "eos_token": "<eos>", "bos_token": "<bos>"}))  # fmt: skip
-    torch.manual_seed(0)
-    config = EsmConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2,
-                       num_attention_heads=2, intermediate_size=32, max_position_embeddings=1002,
-                       position_embedding_type="absolute", pad_token_id=1, mask_token_id=2,
-                       token_dropout=False, emb_layer_norm_before=False,
-                       architectures=["EsmForMaskedLM"])  # fmt: skip
-    EsmForMaskedLM(config).save_pretrained(folder)
-    return folder
 
 
 def test_nucleotide_transformer_v1_layout_embeds_as_its_own_tokenizer_does(tmp_path):
@@ -146,8 +82,8 @@ def test_a_tokenizer_that_reads_dna_as_unknown_tokens_is_refused(tmp_path):
 
 def test_a_model_folder_without_its_tokenizer_is_refused(tmp_path):
     folder, _, _ = third_party_checkpoint(tmp_path / "m", "dnabert")
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        (folder / name).unlink(missing_ok=True)
+    for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink()
     with pytest.raises(CheckpointError, match=r"no tokenizer in .*tokenizer\.save_pretrained"):
         load_encoder(folder)
 
@@ -156,8 +92,49 @@ def test_a_tokenizer_that_does_not_match_the_weights_is_refused(tmp_path):
     folder = dnabert_layout(tmp_path / "dnabert3", 3)
     small, _, _ = third_party_checkpoint(tmp_path / "other", "dnabert")  # 3-mers: 69 tokens
     other = dnabert_layout(tmp_path / "dnabert4", 4)  # 261 token ids
-    for name in ("config.json", "model.safetensors"):
+    for name in ("config.json", "pytorch_model.bin"):
         (other / name).write_bytes((folder / name).read_bytes())  # a 3-mer model's weights
     with pytest.raises(CheckpointError, match=r"ids up to 260.*embeds only 69 tokens"):
         load_encoder(other)
     assert load_encoder(small, device="cpu").hidden_size == 16
+
+
+def test_gpn_loads_through_its_package_in_a_process_that_never_imported_it(tmp_path):
+    folder = gpn_layout(tmp_path / "gpn")
+    sequence = "ACGTTGCAAGCTTCGACCGGTTAACATGCGTAACGGT"
+    expected = own_recipe(folder, sequence)
+    script = (
+        "import sys, numpy as np; from genlm_sc.models import load_encoder; "
+        f"e = load_encoder({str(folder)!r}, device='cpu', precision='fp32'); "
+        f"np.save(sys.argv[1], e.embed([{sequence!r}])[0]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'gpn')[:1])"
+    )
+    out = tmp_path / "v.npy"
+    done = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    assert "['gpn']" in done.stdout  # imported by the loader, not by the script
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_gpn_batches_never_pad_a_model_that_ignores_the_attention_mask(tmp_path):
+    encoder = load_encoder(gpn_layout(tmp_path / "gpn"), device="cpu", precision="fp32")
+    assert encoder.chunker.equal_lengths  # its convolutions would read the padding
+    sequences = ["ACGTTGCAAGCTTCGACCGGTTAACATGCG", "ACGTTGCAAGCT", "TTGACCA" * 9]
+    together = encoder.embed(sequences, batch_size=3)
+    alone = np.stack([encoder.embed([s])[0] for s in sequences])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="ignores the attention mask"):
+        encoder.chunker.pad([[3, 4, 5], [3, 4]])
+
+
+def test_a_checkpoint_of_a_package_that_is_not_installed_says_which_to_install(
+    tmp_path, monkeypatch
+):
+    from genlm_sc.models import loading
+
+    monkeypatch.setitem(loading.PACKAGE_ARCHITECTURES, "NoSuchNet", ("no_such_dna_lm", "NSN"))
+    folder = gpn_layout(tmp_path / "gpn")
+    settings = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**settings, "model_type": "NoSuchNet"}))
+    with pytest.raises(CheckpointError, match=r"NSN checkpoint .*pip install no_such_dna_lm"):
+        load_encoder(folder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertForMaskedLM, EsmConfig, EsmForMaskedLM
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import genlm_sc as gl
 from genlm_sc.models import (
@@ -15,6 +15,7 @@ from genlm_sc.models import (
     build_tokenizer,
     load_encoder,
 )
+from published_layouts import LAYOUTS, own_recipe
 
 RNG = np.random.default_rng(7)
 SEQUENCES = ["".join(RNG.choice(list("ACGT"), n)) for n in (40, 97, 150, 333)]
@@ -34,49 +35,25 @@ def conv_checkpoint(folder, *, attention: int = 0):
 
 
 def third_party_checkpoint(folder, style: str):
-    """Tiny BERT-family checkpoints laid out as DNABERT, Nucleotide Transformer, DNABERT-2."""
-    torch.manual_seed(0)
-    if style == "dnabert":
-        tokenizer = build_tokenizer("kmer", k=3, model_max_length=512)
-    elif style == "nucleotide_transformer":
-        tokenizer = build_tokenizer("nt_kmer", k=3, model_max_length=512)
-    else:
-        tokenizer = build_tokenizer("bpe", corpus=SEQUENCES * 5, vocab_size=60)
-    common = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "intermediate_size": 32}  # fmt: skip
-    if style == "nucleotide_transformer":
-        config = EsmConfig(
-            vocab_size=len(tokenizer), max_position_embeddings=514, pad_token_id=0,
-            mask_token_id=4, position_embedding_type="rotary", **common,
-        )  # fmt: skip
-        model = EsmForMaskedLM(config)
-    else:
-        config = BertConfig(vocab_size=len(tokenizer), max_position_embeddings=512, **common)
-        model = BertForMaskedLM(config)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder, model, tokenizer
+    """A tiny checkpoint in a published model's layout (:mod:`published_layouts`), with the
+    model and tokenizer as plain transformers loads them."""
+    LAYOUTS[style](folder)
+    model = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    return folder, model, AutoTokenizer.from_pretrained(folder)
 
 
-def plain_mean(model, tokenizer, sequence: str) -> np.ndarray:
-    """Reference: one forward pass, mean over the non-special tokens."""
-    encoded = tokenizer(sequence, return_tensors="pt", return_special_tokens_mask=True)
-    keep = encoded.pop("special_tokens_mask")[0] == 0
-    with torch.inference_mode():
-        states = model.base_model(**encoded).last_hidden_state[0]
-    return states[keep].mean(0).numpy()
-
-
-@pytest.mark.parametrize("style", ["dnabert", "nucleotide_transformer", "dnabert2"])
-def test_third_party_checkpoints_load_and_match_a_plain_loop(tmp_path, style):
-    folder, model, tokenizer = third_party_checkpoint(tmp_path / style, style)
-    panel = gl.pp.sequence_panel({f"s{i}": s for i, s in enumerate(SEQUENCES[:3])})
+@pytest.mark.parametrize("style", sorted(LAYOUTS))
+def test_published_layouts_embed_as_their_own_recipes_do(tmp_path, style):
+    folder = LAYOUTS[style](tmp_path / style)
+    sequences = {f"s{i}": s for i, s in enumerate(SEQUENCES[:3])}
+    panel = gl.pp.sequence_panel(sequences)
     gl.tl.embed(panel, model=folder, batch_size=2, progress=False, device="cpu", precision="fp32")
     assert panel.obsm["X_gl"].shape == (3, 16)
-    model.eval()
-    for i, sequence in enumerate(SEQUENCES[:3]):
-        expected = plain_mean(model, tokenizer, sequence)
-        np.testing.assert_allclose(panel.obsm["X_gl"][i], expected, atol=2e-5)
+    for i, sequence in enumerate(sequences.values()):
+        expected = own_recipe(folder, sequence, k=3 if style == "dnabert" else None)
+        got = panel.obsm["X_gl"][i]
+        assert got @ expected / np.linalg.norm(got) / np.linalg.norm(expected) > 0.999999
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=2e-5)
     assert panel.uns["gl"]["embeddings"]["X_gl"]["model"] == str(folder)
 
 

@@ -11,6 +11,7 @@ from genlm_sc.models import load_encoder
 from genlm_sc.models.heads import HaplotypeRegressor
 from genlm_sc.tl.expression.features import dosage_source
 from genlm_sc.tl.expression.finetune import FinetuneOptions, build_regressor, pairwise_loss
+from published_layouts import LAYOUTS
 from test_embed import conv_checkpoint, third_party_checkpoint
 
 torch.set_num_threads(1)
@@ -305,3 +306,23 @@ def test_fold_checkpoints_are_removed_once_the_fold_model_is_saved(tmp_path):
     assert {p.name for p in (tmp_path / "fitted" / gene).iterdir()} == {"fold_0", "fold_1"}
     record = cohort.uns["gl_expression"]["params"]["finetune"]["finetune"]
     assert record["scheduler"] == "linear" and record["patience"] == -1
+
+
+@pytest.mark.parametrize("style", sorted(LAYOUTS))
+def test_published_layouts_fine_tune_and_predict_through_the_same_path(tmp_path, style):
+    cohort = gl.datasets.example_cohort(width=64)
+    gene = cohort.var_names[0]
+    cohort.X = np.random.default_rng(0).standard_normal(cohort.shape).astype(np.float32)
+    strategy = "lora" if style in ("dnabert", "bpe_bert") else "prune"
+    options = {"model": LAYOUTS[style](tmp_path / style), "strategy": strategy, "epochs": 1,
+               "batch_size": 64, "device": "cpu", "random_state": 0,
+               "output_dir": tmp_path / "fitted", "progress": False}  # fmt: skip
+    gl.tl.fit_expression(
+        cohort, method="finetune", genes=[gene], n_folds=2, finetune_options=options
+    )
+    layer = cohort.layers["gl_pred_finetune"][:, 0]
+    assert np.isfinite(layer).all() and layer.std() > 0
+    pairs = gl.get.haplotypes(cohort, gene).reindex(cohort.obs_names)
+    people = cohort.obs["gl_fold"].to_numpy() == 1
+    scored = gl.tl.predict(tmp_path / "fitted" / gene / "fold_1", pairs[people], device="cpu")
+    np.testing.assert_allclose(scored, layer[people], rtol=1e-4, atol=1e-4)

@@ -8,10 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import genlm_sc as gl
 from genlm_sc._dna import BASES
 from genlm_sc.tl.attribution.scorers import load_scorer
+from published_layouts import LAYOUTS
 from test_embed import conv_checkpoint, third_party_checkpoint
 from test_finetune import regressor
 
@@ -266,3 +268,52 @@ def test_real_gtex_eqtls_join_the_example_variants(wide):
     # SDCBP2's lead, rs912118 (A>G, slope -0.231), is 4,161 bp from its TSS: not in the
     # 4,096-bp window, so the table holds no SDCBP2 eQTL either
     assert gl.get.variant_effects(cohort, "ENSG00000125775.10")["eqtl_slope"].isna().all()
+
+
+@pytest.mark.parametrize("style", sorted(LAYOUTS))
+def test_published_layouts_score_variants_through_the_same_path(tmp_path, style):
+    cohort = gl.datasets.example_cohort(width=64)
+    ds = gl.get.haplotype_store(cohort)
+    counts = np.bincount(ds["variant_gene"].values, minlength=cohort.n_vars)
+    gene = cohort.var_names[int(np.argmax(counts))]
+    folder = LAYOUTS[style](tmp_path / style)
+    gl.tl.variant_effects(cohort, gene=gene, model=folder, device="cpu")
+    table = gl.get.variant_effects(cohort, gene)
+    snv = table["kind"] == "snv"
+    assert snv.sum() > 0
+    assert np.isfinite(table["embedding_shift"]).all() and (table["embedding_shift"] > 0).all()
+    llr = table.loc[snv, ["llr_masked", "llr_one_pass"]].to_numpy()
+    if style == "bpe_bert":  # a substitution can move BPE token boundaries: not defined
+        assert np.isnan(llr).all()
+    else:
+        assert np.isfinite(llr).all() and (np.abs(llr) > 0).all()
+
+
+def test_gpn_zero_shot_llr_equals_gpns_own_recipe(tmp_path):
+    """GPN's ``run_vep``: the variant masked at the centre of a window on each strand,
+    logit(ALT) - logit(REF) there, averaged over the two strands."""
+    folder = LAYOUTS["gpn"](tmp_path / "gpn")
+    rng = np.random.default_rng(5)
+    window = "".join(rng.choice(list(BASES), 101))
+    at = 50
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    network = AutoModelForMaskedLM.from_pretrained(folder).eval()
+    scorer = load_scorer(folder, target="mlm", device="cpu")
+    complement = str.maketrans("ACGT", "TGCA")
+    flipped = window.translate(complement)[::-1]
+    for alt in sorted(set(BASES) - {window[at]}):
+        llrs = []
+        for seq, ref, new in ((window, window[at], alt),
+                              (flipped, window[at].translate(complement),
+                               alt.translate(complement))):  # fmt: skip
+            masked = seq[:at] + tokenizer.mask_token + seq[at + 1 :]
+            ids = torch.tensor([tokenizer(masked)["input_ids"]])
+            with torch.inference_mode():
+                logits = network(input_ids=ids).logits[0, at]
+            vocab = tokenizer.get_vocab()
+            llrs.append(float(logits[vocab[new.lower()]] - logits[vocab[ref.lower()]]))
+        ours = (
+            scorer.masked_llr(window, [at])[0, BASES.index(alt)]
+            + scorer.masked_llr(flipped, [at])[0, BASES.index(alt.translate(complement))]
+        )
+        assert ours / 2 == pytest.approx(np.mean(llrs), abs=1e-5)  # fmt: skip

@@ -14,12 +14,11 @@ from .encoder import SequenceEncoder, load_encoder
 from .heads import HaplotypeRegressor, PooledSequenceModel, SequenceClassifier, StandardisedHead
 from .masking import DnaMaskingCollator
 from .record import pretraining_record
+from .token_spans import mask_span, token_base_spans
 from .tokenization import (
     KmerTokenizerFast,
     build_tokenizer,
     load_tokenizer,
-    mask_span,
-    token_base_spans,
     tokenizer_info,
 )
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Chunker", "context_length", "special_template"]
+__all__ = ["Chunker", "context_length", "ignores_attention_mask", "special_template"]
 
 
 class Chunker:
@@ -32,12 +32,19 @@ class Chunker:
         Tokens per chunk, special tokens included.
     device
         Where :meth:`pad` puts its tensors.
+    equal_lengths
+        Batch only chunks of one length, for a model that ignores the attention mask
+        (:func:`ignores_attention_mask`: padding would change its outputs); :meth:`pad`
+        refuses a batch of mixed lengths.
     """
 
-    def __init__(self, tokenizer: Any, *, max_length: int, device: str = "cpu"):
+    def __init__(
+        self, tokenizer: Any, *, max_length: int, device: str = "cpu", equal_lengths: bool = False
+    ):
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
         self.device = device
+        self.equal_lengths = bool(equal_lengths)
         self.head, self.tail = special_template(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -65,6 +72,20 @@ class Chunker:
         chunks = [ids[i : i + room] for i in range(0, max(len(ids), 1), room)]
         return [self.head + chunk + self.tail for chunk in chunks]
 
+    def batches(self, chunks: list[list[int]], batch_size: int) -> list[list[int]]:
+        """Indices of ``chunks`` in batches of at most ``batch_size``, shortest first, so
+        that chunks of similar length pad together (of one length with ``equal_lengths``)."""
+        order = np.argsort([len(c) for c in chunks], kind="stable").tolist()
+        if not self.equal_lengths:
+            return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        out: list[list[int]] = []
+        for i in order:
+            if out and len(out[-1]) < batch_size and len(chunks[out[-1][0]]) == len(chunks[i]):
+                out[-1].append(i)
+            else:
+                out.append([i])
+        return out
+
     def pad(self, chunks: list[list[int]]):
         """``(input_ids, attention_mask, keep)`` tensors for a batch of chunks.
 
@@ -73,6 +94,11 @@ class Chunker:
         import torch
 
         width = max(len(c) for c in chunks)
+        if self.equal_lengths and any(len(c) != width for c in chunks):
+            raise ValueError(
+                "this model ignores the attention mask, so chunks of different lengths "
+                "cannot be padded into one batch (batch them with Chunker.batches)"
+            )
         ids = np.full((len(chunks), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(chunks), width), dtype=np.int64)
         for row, chunk in enumerate(chunks):
@@ -85,6 +111,21 @@ class Chunker:
             keep[np.arange(len(chunks)), lengths - back] = False
         as_tensor = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
         return as_tensor(ids), as_tensor(mask), as_tensor(keep.astype(np.float32))
+
+
+def ignores_attention_mask(model: Any) -> bool:
+    """Whether a model's ``forward`` takes no ``attention_mask`` (GPN's convolutional
+    networks): padding tokens then change the outputs at the sequence's own tokens."""
+    import inspect
+
+    unwrap = getattr(model, "get_base_model", None)  # a peft model: look at what it wraps
+    if callable(unwrap):
+        model = unwrap()
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "attention_mask" not in parameters
 
 
 def context_length(model: Any, tokenizer: Any) -> int:

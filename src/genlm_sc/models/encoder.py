@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._devices import resolve_device, resolve_precision
-from .chunking import Chunker, context_length
+from .chunking import Chunker, context_length, ignores_attention_mask
 
 __all__ = ["SequenceEncoder", "chunk_digest", "load_encoder"]
 
@@ -68,7 +68,8 @@ class SequenceEncoder:
         self.model = base.eval().to(self.device)
         self.max_length = max_length or context_length(model, tokenizer)
         self.source = source
-        self.chunker = Chunker(tokenizer, max_length=self.max_length, device=self.device)
+        self.chunker = Chunker(tokenizer, max_length=self.max_length, device=self.device,
+                               equal_lengths=ignores_attention_mask(self.model))  # fmt: skip
         self.last_counts: dict[str, int] = {}
 
     @property
@@ -132,15 +133,22 @@ class SequenceEncoder:
                 if key not in cache and key not in todo:
                     todo[key] = chunk
         pending = list(todo.values())
-        order = np.argsort([len(c) for c in pending], kind="stable")
-        batches = range(0, len(order), batch_size)
+        batches = self.chunker.batches(pending, batch_size)
         with torch.inference_mode(), self._autocast():
-            for start in tqdm(batches, disable=not progress, desc="embedding", unit="batch"):
-                picked = [pending[j] for j in order[start : start + batch_size]]
+            for batch in tqdm(batches, disable=not progress, desc="embedding", unit="batch"):
+                picked = [pending[j] for j in batch]
                 ids, mask, keep = self.chunker.pad(picked)
-                out = self.model(
-                    input_ids=ids, attention_mask=mask, output_hidden_states=layer != -1
-                )
+                inputs = {"input_ids": ids}
+                if not self.chunker.equal_lengths:
+                    inputs["attention_mask"] = mask
+                if layer != -1:
+                    inputs["output_hidden_states"] = True
+                out = self.model(**inputs)
+                if layer != -1 and getattr(out, "hidden_states", None) is None:
+                    raise ValueError(
+                        f"{type(self.model).__name__} returns no per-layer hidden states: "
+                        "only layer=-1 (its last states) can be embedded"
+                    )
                 states = out.last_hidden_state if layer == -1 else out.hidden_states[layer]
                 states = states.float()
                 counts = keep.sum(1)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._devices import resolve_device, without_denormals
-from .chunking import Chunker
+from .chunking import Chunker, ignores_attention_mask
 
 __all__ = ["HaplotypeRegressor", "PooledSequenceModel", "SequenceClassifier", "StandardisedHead"]
 
@@ -144,14 +144,17 @@ class PooledSequenceModel(nn.Module):
             for chunk in self._chunk_ids(sequence):
                 owner.append(i)
                 chunks.append(chunk)
-        ids, mask, keep = self.chunker.pad(chunks)
-        states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-        index = torch.as_tensor(owner, device=states.device)
-        width = states.shape[-1]
-        sums = states.new_zeros(len(sequences), width).index_add(
-            0, index, (states * keep.unsqueeze(-1)).sum(1)
-        )
-        counts = states.new_zeros(len(sequences)).index_add(0, index, keep.sum(1))
+        groups = self.chunker.batches(chunks, len(chunks))  # one batch unless lengths must match
+        sums = counts = None
+        for group in groups:
+            ids, mask, keep = self.chunker.pad([chunks[i] for i in group])
+            states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            index = torch.as_tensor([owner[i] for i in group], device=states.device)
+            if sums is None:
+                sums = states.new_zeros(len(sequences), states.shape[-1])
+                counts = states.new_zeros(len(sequences))
+            sums = sums.index_add(0, index, (states * keep.unsqueeze(-1)).sum(1))
+            counts = counts.index_add(0, index, keep.sum(1))
         return sums / counts.clamp(min=1).unsqueeze(-1)
 
     @property
@@ -160,7 +163,8 @@ class PooledSequenceModel(nn.Module):
         context, on the model's device."""
         device = str(self.device)
         if self._chunker is None or self._chunker.device != device:
-            self._chunker = Chunker(self.tokenizer, max_length=self.max_length, device=device)
+            self._chunker = Chunker(self.tokenizer, max_length=self.max_length, device=device,
+                                    equal_lengths=ignores_attention_mask(self.encoder))
         return self._chunker
 
     def _chunk_ids(self, sequence: str) -> list[list[int]]:

@@ -19,6 +19,7 @@ __all__ = [
     "check_vocabulary",
     "from_local",
     "local_folder",
+    "register_package_architecture",
     "require_tokenizer",
 ]
 
@@ -68,6 +69,7 @@ def from_local(loader: Any, path: str | os.PathLike, *, what: str = "model", **k
         Passed to ``from_pretrained``; ``trust_remote_code`` defaults to ``False``.
     """
     folder = local_folder(path, what=what)
+    register_package_architecture(folder, what=what)
     kwargs["local_files_only"] = True
     kwargs.setdefault("trust_remote_code", False)
     if not kwargs["trust_remote_code"]:
@@ -112,6 +114,49 @@ def from_local(loader: Any, path: str | os.PathLike, *, what: str = "model", **k
             f"({type(model).__name__}), and complete?"
         )
     return model
+
+
+#: Model types that an installed package registers with transformers' auto classes
+#: (no code from the checkpoint runs): model_type -> (package, what to call it).
+PACKAGE_ARCHITECTURES = {
+    "GPN": ("gpn", "GPN"), "ConvNet": ("gpn", "GPN"), "GPNRoFormer": ("gpn", "GPN"),
+    "GPNStar": ("gpn", "GPN-Star"),
+}  # fmt: skip
+
+
+def register_package_architecture(folder: str | os.PathLike, *, what: str = "model") -> None:
+    """Register the architecture of a checkpoint whose ``model_type`` belongs to an
+    installed package rather than to transformers (GPN's ``gpn`` package, from PyPI).
+
+    The package's own code is imported, as any installed library is; nothing in the
+    checkpoint folder runs. A checkpoint of such a type without its package is a
+    :class:`CheckpointError` saying which package to install.
+    """
+    import importlib
+    import json
+
+    from transformers import CONFIG_MAPPING
+
+    try:
+        model_type = json.loads((Path(folder) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return
+    if model_type not in PACKAGE_ARCHITECTURES or model_type in CONFIG_MAPPING:
+        return
+    package, name = PACKAGE_ARCHITECTURES[model_type]
+    try:
+        module = importlib.import_module(package)
+    except ImportError as err:
+        raise CheckpointError(
+            f"the {what} at {os.fspath(folder)} is a {name} checkpoint (config.json model_type "
+            f"{model_type!r}); its architecture comes with the {package!r} package: "
+            f"pip install {package}"
+        ) from err
+    register = getattr(module, "register_auto_classes", None)
+    if callable(register):  # gpn >= 0.9 registers on request
+        register()
+    else:  # earlier releases register when their model module is imported
+        importlib.import_module(f"{package}.model")
 
 
 #: Parameters a checkpoint may lack because embedding never uses them (BERT's pooler).

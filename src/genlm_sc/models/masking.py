@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .tokenization import mask_span
+from .token_spans import mask_span
 
 __all__ = ["DnaMaskingCollator"]
 

@@ -50,8 +50,6 @@ __all__ = [
     "KmerTokenizerFast",
     "build_tokenizer",
     "load_tokenizer",
-    "mask_span",
-    "token_base_spans",
     "tokenizer_info",
 ]
 
@@ -450,7 +448,7 @@ def _dnabert_kmers(tokenizer: Any) -> KmerTokenizerFast | None:
 def _guess_info(tokenizer: Any) -> dict[str, Any]:
     """Guess kind and k from the vocabulary of a tokenizer built elsewhere."""
     specials = set(tokenizer.all_special_tokens)
-    tokens = [token for token in tokenizer.get_vocab() if token not in specials]
+    tokens = [token.upper() for token in tokenizer.get_vocab() if token not in specials]
     dna = [token for token in tokens if _DNA_TOKEN.fullmatch(token)]
     if not tokens or len(dna) < _DNA_SHARE * len(tokens):
         return {"kind": "unknown", "k": None}
@@ -501,58 +499,3 @@ def tokenizer_info(tokenizer: Any) -> dict[str, Any]:
         )
     k = tokenizer.init_kwargs.get(_K_KEY)
     return {"kind": kind, "k": None if k is None else int(k), "guessed": False}
-
-
-def token_base_spans(tokenizer: Any, sequence: str | bytes | np.ndarray) -> np.ndarray:
-    """Bases covered by each token of a sequence.
-
-    Parameters
-    ----------
-    tokenizer
-        A fast tokenizer (one able to return offsets).
-    sequence
-        The sequence: ``str``, ``bytes`` or a ``uint8`` array of ASCII codes.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int64`` array of shape ``(n_tokens, 2)``: for every non-special token, in order,
-        the 0-based half-open ``[start, end)`` of the bases it covers. Overlapping k-mers
-        give overlapping spans. No truncation is applied.
-
-    Examples
-    --------
-    >>> from genlm_sc.models import build_tokenizer, token_base_spans
-    >>> token_base_spans(build_tokenizer("kmer", k=3), "ACGTA").tolist()
-    [[0, 3], [1, 4], [2, 5]]
-    """
-    encoded = tokenizer(
-        _as_text(sequence),
-        add_special_tokens=False,
-        return_offsets_mapping=True,
-        return_special_tokens_mask=True,
-        verbose=False,
-    )
-    spans = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    keep = np.asarray(encoded["special_tokens_mask"], dtype=bool).reshape(-1)
-    return spans[~keep]
-
-
-def mask_span(tokenizer: Any) -> int:
-    """How many consecutive tokens a masked-LM collator must mask together.
-
-    With overlapping k-mers one base appears in ``k`` neighbouring tokens, so a masked base
-    could be read off the unmasked neighbours unless ``k`` consecutive tokens are masked.
-
-    Parameters
-    ----------
-    tokenizer
-        Any tokenizer (kind as given by :func:`tokenizer_info`).
-
-    Returns
-    -------
-    int
-        ``k`` for ``"kmer"`` tokenizers, 1 otherwise.
-    """
-    info = tokenizer_info(tokenizer)
-    return int(info["k"]) if info["kind"] == "kmer" else 1

@@ -46,7 +46,7 @@ import torch
 
 from ..._devices import resolve_device
 from ..._dna import BASE_INDEX, BASES
-from ...models.chunking import Chunker, context_length
+from ...models.chunking import Chunker, context_length, ignores_attention_mask
 from ...models.heads import HaplotypeRegressor
 from ...models.tokenization import tokenizer_info
 
@@ -73,15 +73,24 @@ class ChunkScorer:
         Tokens per chunk, special tokens included.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    reader
+        The part of ``network`` that reads the token ids (default: ``network``); when its
+        ``forward`` takes no attention mask, batches hold chunks of one length only.
     """
 
-    def __init__(self, network: Any, tokenizer: Any, *, max_length: int, device: str = "auto"):
+    def __init__(
+        self, network: Any, tokenizer: Any, *, max_length: int, device: str = "auto",
+        reader: Any = None,
+    ):  # fmt: skip
         self.device = resolve_device(device)
         self.network = network.eval().to(self.device)
         self.tokenizer = tokenizer
-        self.chunker = Chunker(tokenizer, max_length=max_length, device=self.device)
+        masks = not ignores_attention_mask(network if reader is None else reader)
+        self.chunker = Chunker(tokenizer, max_length=max_length, device=self.device,
+                               equal_lengths=not masks)  # fmt: skip
         self.kind = tokenizer_info(tokenizer)["kind"]
-        self._vocab = tokenizer.get_vocab()
+        vocab = tokenizer.get_vocab()  # a lowercase DNA vocabulary (GPN) read in uppercase
+        self._vocab = {**{t.upper(): i for t, i in vocab.items() if t.islower()}, **vocab}
         self._unk = tokenizer.unk_token_id
         self._cache: dict[bytes, np.ndarray] = {}
         #: distinct chunks evaluated so far (forward passes, counted in chunks)
@@ -171,6 +180,12 @@ class ChunkScorer:
         where a gradient is not defined (positions outside any token, and bases other
         than the sequence's own under non-positional tokenizers).
         """
+        if not isinstance(self.embeddings, torch.nn.Embedding):
+            raise ValueError(
+                f"{type(self.network).__name__} has no token embedding matrix (GPN reads "
+                "one-hot bases directly), so gradients with respect to tokens are not "
+                "defined for it; use method='ism'"
+            )
         sequence = _clean(sequence)
         chunks = self.chunker.chunk_ids(sequence)
         ids, mask, keep = self.chunker.pad(chunks)
@@ -192,7 +207,7 @@ class ChunkScorer:
 
     def token_layout(self, sequence: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where each token of ``sequence`` sits: its bases ``(n, 2)``, chunk and column."""
-        from ...models.tokenization import token_base_spans
+        from ...models.token_spans import token_base_spans
 
         spans = token_base_spans(self.tokenizer, _clean(sequence))
         room = self.chunker.room
@@ -210,11 +225,11 @@ class ChunkScorer:
         """Summed features of each chunk, ``(n, n_features)`` float64 (cached by content)."""
         keys = [np.asarray(c, dtype=np.int32).tobytes() for c in chunks]
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
-        todo.sort(key=len)
+        pending = [np.frombuffer(k, dtype=np.int32).tolist() for k in todo]
         with torch.inference_mode():
-            for start in range(0, len(todo), batch_size):
-                batch = todo[start : start + batch_size]
-                arrays = [np.frombuffer(k, dtype=np.int32).tolist() for k in batch]
+            for picked in self.chunker.batches(pending, batch_size):
+                batch = [todo[i] for i in picked]
+                arrays = [pending[i] for i in picked]
                 features = self.chunk_features(*self.chunker.pad(arrays))
                 for key, row in zip(batch, features.double().cpu().numpy(), strict=True):
                     self._cache[key] = row
@@ -296,7 +311,8 @@ class ExpressionScorer(ChunkScorer):
     """Predicted expression of a person homozygous for the sequence (see module notes)."""
 
     def __init__(self, model: HaplotypeRegressor, *, device: str = "auto"):
-        super().__init__(model, model.tokenizer, max_length=model.max_length, device=device)
+        super().__init__(model, model.tokenizer, max_length=model.max_length, device=device,
+                         reader=model.encoder)  # fmt: skip
         self.model = self.network
 
     @property
@@ -341,13 +357,17 @@ class LikelihoodScorer(ChunkScorer):
         sequence = _clean(sequence)
         self._require_positional("one-pass log-likelihood ratios")
         chunks = self.chunker.chunk_ids(sequence)
-        ids, mask, _ = self.chunker.pad(chunks)
-        with torch.inference_mode():
-            logits = self.network(input_ids=ids, attention_mask=mask).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).double().cpu().numpy()
+        logp: list[np.ndarray] = [np.empty(0)] * len(chunks)
+        for batch in self.chunker.batches(chunks, len(chunks)):
+            ids, mask, _ = self.chunker.pad([chunks[i] for i in batch])
+            with torch.inference_mode():
+                logits = self.network(input_ids=ids, attention_mask=mask).logits
+                rows = torch.log_softmax(logits.float(), dim=-1).double().cpu().numpy()
+            for row, i in enumerate(batch):
+                logp[i] = rows[row]
         spans, chunk_of, column_of = self.token_layout(sequence)
-        rows = [(chunk_of[t], column_of[t]) for t in range(len(spans))]
-        return self._allele_sums(sequence, spans, [logp[c, col] for c, col in rows])
+        at = [(chunk_of[t], column_of[t]) for t in range(len(spans))]
+        return self._allele_sums(sequence, spans, [logp[c][col] for c, col in at])
 
     def masked_llr(
         self, sequence: str, positions: Sequence[int], *, batch_size: int = 32
@@ -381,8 +401,8 @@ class LikelihoodScorer(ChunkScorer):
             for t in covering:
                 ids[column_of[t]] = mask_id
             jobs.append((n, position - lo, context, spans[covering], column_of[covering], ids))
-        for start in range(0, len(jobs), batch_size):
-            batch = jobs[start : start + batch_size]
+        for picked in self.chunker.batches([job[-1] for job in jobs], batch_size):
+            batch = [jobs[i] for i in picked]
             ids, mask, _ = self.chunker.pad([job[-1] for job in batch])
             with torch.inference_mode():
                 logits = self.network(input_ids=ids, attention_mask=mask).logits

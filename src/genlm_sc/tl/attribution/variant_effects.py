@@ -73,7 +73,8 @@ def variant_effects(
     ``llr_masked`` (with ``model``; SNVs)
         ``log p(alt) - log p(ref)`` at the variant with it masked, in a context centred on
         it, averaged over the forward and the reverse-complement strand (GPN's zero-shot
-        score; natural log). With k-mer tokens, summed over the masked tokens covering it.
+        score; natural log). With k-mer tokens, summed over the masked tokens covering it;
+        ``NaN`` with BPE tokens (a substitution can move the token boundaries).
     ``llr_one_pass`` (with ``model``; SNVs)
         The same from one unmasked pass over the reference window (every SNV of the window
         from one forward pass per chunk and strand).
