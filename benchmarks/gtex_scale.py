@@ -9,6 +9,12 @@ peak memory of each step, distinct haplotypes, chunks and chunk passes, in
 ``results/gtex_scale.json`` (one entry per architecture).
 
     python benchmarks/gtex_scale.py --architecture default
+    python benchmarks/gtex_scale.py --device cuda --vcf cohort.vcf.gz   # on a GPU machine
+
+With ``--device cuda`` the precision is ``auto`` (bf16 where the GPU computes it), and the
+time spent inside the model's forward passes (``model_s``, synchronised) is recorded
+beside the wall time of the whole embedding step. ``--vcf`` reuses a cohort simulated
+earlier (``simulate_cohort.py``), for a machine without msprime.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ def main(argv=None) -> None:
     parser.add_argument("--windows", type=int, default=41)
     parser.add_argument("--width", type=int, default=49152)
     parser.add_argument("--architecture", choices=["default", "bert_small"], default="default")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--vcf", type=Path, help="a simulated cohort to reuse")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "gtex_scale.json")
     args = parser.parse_args(argv)
     import torch
@@ -43,14 +51,26 @@ def main(argv=None) -> None:
     from simulate_cohort import SimulationParams, simulate_cohort
 
     import genlm_sc as gl
-    from genlm_sc.models import GenlmConvConfig, GenlmConvForMaskedLM, build_tokenizer
+    from genlm_sc.models import (
+        GenlmConvConfig,
+        GenlmConvForMaskedLM,
+        build_tokenizer,
+        load_encoder,
+    )
 
-    torch.set_num_threads(2)
+    on_cpu = args.device == "cpu"
+    if on_cpu:
+        torch.set_num_threads(2)
     result: dict = {"people": args.people, "windows": args.windows, "width": args.width,
-                     "architecture": args.architecture}  # fmt: skip
+                     "architecture": args.architecture, "device": args.device}  # fmt: skip
+    if not on_cpu:
+        result["device_name"] = torch.cuda.get_device_name()
     start = time.perf_counter()
-    vcf = simulate_cohort(SimulationParams(n_people=args.people), verbose=False)
-    result["simulate_s"] = round(time.perf_counter() - start, 1)
+    if args.vcf is None:
+        vcf = simulate_cohort(SimulationParams(n_people=args.people), verbose=False)
+        result["simulate_s"] = round(time.perf_counter() - start, 1)
+    else:
+        vcf = args.vcf
     example = gl.datasets.chr20_example()
     work = Path(tempfile.mkdtemp())
     try:
@@ -80,22 +100,49 @@ def main(argv=None) -> None:
             BertForMaskedLM(config).save_pretrained(model)
         tokenizer.save_pretrained(model)
         start = time.perf_counter()
-        gl.tl.embed(cohort, model=model, device="cpu", precision="fp32", progress=False)
+        encoder = load_encoder(model, device=args.device,
+                               precision="fp32" if on_cpu else "auto")  # fmt: skip
+        result["precision"] = encoder.precision
+        in_model = time_forward_passes(encoder.model, synchronise=not on_cpu)
+        gl.tl.embed(cohort, model=encoder, progress=False)
         result["embed_s"] = round(time.perf_counter() - start, 1)
+        result["model_s"] = round(in_model[0], 2)
         result["peak_mib"] = round(peak_mib())
         record = cohort.uns["gl"]["embeddings"]["X_gl"]
         result["chunks"] = record["n_chunks"]
         result["chunk_passes"] = record["n_forward_chunks"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    result["total_s"] = round(sum(v for k, v in result.items() if k.endswith("_s")), 1)
+    steps = ("simulate_s", "haplotypes_s", "embed_s")
+    result["total_s"] = round(sum(result.get(k, 0) for k in steps), 1)
     print(json.dumps(result, indent=1))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     earlier = json.loads(args.out.read_text()) if args.out.exists() else {}
     if "people" in earlier:  # the file held a single run of the default architecture
         earlier = {"default": {**earlier, "architecture": "default"}}
-    earlier[args.architecture] = result
+    earlier[args.architecture if on_cpu else f"{args.architecture}_{args.device}"] = result
     args.out.write_text(json.dumps(earlier, indent=1))
+
+
+def time_forward_passes(model, *, synchronise: bool) -> list[float]:
+    """Wrap ``model.forward`` to add its seconds (device synchronised) to the returned list."""
+    import torch
+
+    spent = [0.0]
+    forward = model.forward
+
+    def timed(*args, **kwargs):
+        if synchronise:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = forward(*args, **kwargs)
+        if synchronise:
+            torch.cuda.synchronize()
+        spent[0] += time.perf_counter() - start
+        return out
+
+    model.forward = timed
+    return spent
 
 
 if __name__ == "__main__":

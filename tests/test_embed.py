@@ -9,6 +9,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import genlm_sc as gl
 from genlm_sc.models import (
+    Chunker,
     GenlmConvConfig,
     GenlmConvForMaskedLM,
     SequenceEncoder,
@@ -266,3 +267,18 @@ def test_a_hundred_more_people_embed_only_their_new_chunks(tmp_path, example):
     new = chunks(stores["all"]) - chunks(stores["first"])
     assert 0 < len(new) < len(chunks(stores["all"]))
     assert stores["all"].uns["gl"]["embeddings"]["X_gl"]["n_forward_chunks"] == len(new)
+
+
+def test_character_chunks_by_table_lookup_equal_the_tokenizers_own():
+    tokenizer = build_tokenizer("char", model_max_length=64)
+    chunker = Chunker(tokenizer, max_length=64)
+    assert chunker._letters is not None  # genlm_sc's own character tokenizer: one per letter
+    assert Chunker(build_tokenizer("kmer", k=3), max_length=64)._letters is None
+    letters = list("ACGTNacgtnRYKMSWBDHVrykmswbdhvXZ")
+    sequences = ["".join(RNG.choice(letters, n)) for n in (1, 62, 63, 200, 1000)]
+    sequences += ["ACGT-NN.acgt", "ACG[MASK]TTA", ""]  # not letters only: the tokenizer reads them
+    for sequence, chunks in zip(sequences, chunker.chunk_ids_of(sequences), strict=True):
+        expected = tokenizer(sequence, add_special_tokens=False)["input_ids"]
+        assert [c[0] for c in chunks] == [tokenizer.cls_token_id] * len(chunks)
+        assert [t for c in chunks for t in c[1:-1]] == expected
+        assert chunks == chunker.chunk_ids(sequence)

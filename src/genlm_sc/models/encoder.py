@@ -125,8 +125,8 @@ class SequenceEncoder:
             raise ValueError("pooling='cls' needs a tokenizer with a [CLS] token")
         cache: dict[bytes, tuple[np.ndarray, float]] = {} if chunk_cache is None else chunk_cache
         owner, keys, todo = [], [], {}
-        for i, sequence in enumerate(sequences):
-            for chunk in self.chunk_ids(sequence):
+        for i, chunks in enumerate(self.chunker.chunk_ids_of(sequences)):
+            for chunk in chunks:
                 key = chunk_digest(chunk)
                 owner.append(i)
                 keys.append(key)
