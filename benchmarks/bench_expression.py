@@ -4,7 +4,8 @@ The shipped example cohort (503 people of 1000 Genomes, 30 chr20 genes) with exp
 simulated from planted causal variants (h² 0.1–0.5, 1–5 causal variants). Each method runs
 in its own subprocess (so peak memory is its own), on the same 5 outer folds:
 
-* ``predixcan``: elastic net on cis dosages (±1 Mb, clipped to the data);
+* ``predixcan``: elastic net on the dosages of the variants stored for each gene window
+  (PrediXcan's ±1 Mb cis window is clipped to the window, ``--width``);
 * ``elastic_net`` and ``ridge`` on haplotype embeddings (two haplotypes concatenated),
   the embeddings made first by ``gl.tl.embed`` with the model given (timed separately);
 * ``finetune``: one epoch of LoRA fine-tuning per outer fold of the model given, on

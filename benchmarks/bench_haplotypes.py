@@ -679,7 +679,8 @@ def write_report(
 ) -> Path:
     """Write the markdown and JSON reports; return the markdown path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = "haplotypes_quick" if quick else "haplotypes"
+    store = payload["args"].get("ours_store")
+    stem = "haplotypes" + ("_quick" if quick else "") + ("_store" if store else "")
     info = payload["machine"]
     versions: dict[str, str] = {}
     for case in payload["cases"]:

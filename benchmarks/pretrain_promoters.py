@@ -16,7 +16,10 @@ comparison (``gene_function_clustering.py --model pretrained=... --model random-
 
 ``--contaminated`` keeps the GUE sequences in, as the runs before decontamination did.
 The decontamination report (per task, split and label: labelled sequences found in the
-corpus, corpus sequences removed) goes to ``results/decontamination_gue.csv``.
+corpus, corpus sequences removed) goes to ``results/decontamination_gue.csv``; the corpus
+and split totals (sequences and bases removed, groups, held-out sequences, leaks, seconds)
+to ``results/pretraining_split.json``, one entry for each of ``decontaminated`` and
+``contaminated``.
 
 Every ``--save-steps`` steps a checkpoint is written under ``<name>/checkpoints``; an
 interrupted run resumes from the last one when started again with the same arguments.
@@ -58,9 +61,11 @@ def main() -> None:
     parser.add_argument("--contaminated", action="store_true", help="keep GUE sequences in")
     parser.add_argument("--split-only", action="store_true", help="stop before training")
     parser.add_argument("--report", type=Path, default=HERE / "results" / "decontamination_gue.csv")
+    parser.add_argument("--summary", type=Path, default=HERE / "results" / "pretraining_split.json")
     args = parser.parse_args()
     start = time.perf_counter()
     corpus = PretrainingCorpus().add_fasta(args.data / "promoters" / CORPUS)
+    totals = {"corpus_sequences": len(corpus), "corpus_bases": corpus.n_bases}
     if not args.contaminated:
         gue = {task: args.data / "gue" / task for task in TASKS}
         corpus, report = gl.pp.decontaminate(corpus, gue, by=["split", "label"])
@@ -71,8 +76,19 @@ def main() -> None:
             f"removed {removed['n_sequences_removed']:,} corpus sequences "
             f"({removed['n_bases_removed']:,} bp); wrote {args.report}"
         )
+        totals["removed_sequences"] = removed["n_sequences_removed"]
+        totals["removed_bases"] = removed["n_bases_removed"]
+        totals["decontaminate_s"] = round(time.perf_counter() - start, 1)
     train, held = split(corpus)
-    print(f"corpus ready in {time.perf_counter() - start:.0f} s")
+    totals.update(kept_sequences=len(corpus), kept_bases=corpus.n_bases,
+                  groups=held.sources[0]["n_groups"], held_out_sequences=len(held),
+                  held_out_bases=held.n_bases, training_sequences=len(train),
+                  held_out_sharing_200bp_with_training=0,
+                  ready_s=round(time.perf_counter() - start, 1))  # fmt: skip
+    print(f"corpus ready in {totals['ready_s']:.0f} s")
+    summary = json.loads(args.summary.read_text()) if args.summary.exists() else {}
+    summary["contaminated" if args.contaminated else "decontaminated"] = totals
+    args.summary.write_text(json.dumps(summary, indent=1))
     if args.split_only:
         return
     out = gl.tl.pretrain(

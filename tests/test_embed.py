@@ -269,16 +269,22 @@ def test_a_hundred_more_people_embed_only_their_new_chunks(tmp_path, example):
     assert stores["all"].uns["gl"]["embeddings"]["X_gl"]["n_forward_chunks"] == len(new)
 
 
-def test_character_chunks_by_table_lookup_equal_the_tokenizers_own():
-    tokenizer = build_tokenizer("char", model_max_length=64)
+@pytest.mark.parametrize("kind", ["char", "kmer3", "kmer6", "dnabert"])
+def test_chunks_by_table_lookup_equal_the_tokenizers_own(tmp_path, kind):
+    if kind == "dnabert":  # DNABERT's published vocabulary, read through our k-mer class
+        tokenizer = load_encoder(LAYOUTS["dnabert"](tmp_path / "d"), device="cpu").tokenizer
+    elif kind == "char":
+        tokenizer = build_tokenizer("char", model_max_length=64)
+    else:
+        tokenizer = build_tokenizer("kmer", k=int(kind[-1]), model_max_length=64)
     chunker = Chunker(tokenizer, max_length=64)
-    assert chunker._letters is not None  # genlm_sc's own character tokenizer: one per letter
-    assert Chunker(build_tokenizer("kmer", k=3), max_length=64)._letters is None
+    assert chunker._fast is not None
+    assert Chunker(build_tokenizer("bpe", corpus=SEQUENCES), max_length=64)._fast is None
     letters = list("ACGTNacgtnRYKMSWBDHVrykmswbdhvXZ")
-    sequences = ["".join(RNG.choice(letters, n)) for n in (1, 62, 63, 200, 1000)]
-    sequences += ["ACGT-NN.acgt", "ACG[MASK]TTA", ""]  # not letters only: the tokenizer reads them
+    sequences = ["".join(RNG.choice(letters, n)) for n in (1, 2, 5, 6, 62, 63, 200, 1000)]
+    sequences += ["ACGTACGTTTGA" * 20, "ACGT-NN.acgt", "ACG[MASK]TTA", "ACGT ACGT", ""]
     for sequence, chunks in zip(sequences, chunker.chunk_ids_of(sequences), strict=True):
         expected = tokenizer(sequence, add_special_tokens=False)["input_ids"]
         assert [c[0] for c in chunks] == [tokenizer.cls_token_id] * len(chunks)
-        assert [t for c in chunks for t in c[1:-1]] == expected
+        assert [t for c in chunks for t in c[1:-1]] == expected, sequence
         assert chunks == chunker.chunk_ids(sequence)

@@ -46,7 +46,7 @@ class Chunker:
         self.max_length = int(max_length)
         self.device = device
         self.equal_lengths = bool(equal_lengths)
-        self._letters = _letter_ids(tokenizer)
+        self._fast = _fast_tokens(tokenizer)
         self.head, self.tail = special_template(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -75,7 +75,7 @@ class Chunker:
         room = self.room
         if room <= 0:
             raise ValueError(f"max_length {self.max_length} leaves no room for sequence tokens")
-        tokens: list[list[int] | None] = [self._by_letter(s) for s in sequences]
+        tokens: list[list[int] | None] = [self._by_lookup(s) for s in sequences]
         rest = [i for i, ids in enumerate(tokens) if ids is None]
         if rest:
             encoded = self.tokenizer([sequences[i] for i in rest], add_special_tokens=False,
@@ -89,12 +89,10 @@ class Chunker:
             out.append([self.head + chunk + self.tail for chunk in chunks])
         return out
 
-    def _by_letter(self, sequence: str) -> list[int] | None:
-        """Token ids of a sequence of ASCII letters under a one-token-per-letter tokenizer,
-        by table lookup (the tokenizer's own ids, many times faster); ``None`` otherwise."""
-        if self._letters is None or not (sequence.isascii() and sequence.isalpha()):
-            return None
-        return self._letters[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)].tolist()
+    def _by_lookup(self, sequence: str) -> list[int] | None:
+        """The tokenizer's own ids for ``sequence`` by table lookup (many times faster),
+        where :func:`_fast_tokens` applies; ``None`` otherwise."""
+        return None if self._fast is None else self._fast(sequence)
 
     def batches(self, chunks: list[list[int]], batch_size: int) -> list[list[int]]:
         """Indices of ``chunks`` in batches of at most ``batch_size``, shortest first, so
@@ -137,24 +135,63 @@ class Chunker:
         return as_tensor(ids), as_tensor(mask), as_tensor(keep.astype(np.float32))
 
 
-def _letter_ids(tokenizer: Any) -> np.ndarray | None:
-    """Token id of each ASCII letter, indexed by byte, for genlm_sc's character tokenizer,
-    which gives every character one token of its own whatever its neighbours (no merges:
-    a normaliser to ``ACGTN`` and one word per character); ``None`` for any other."""
+def _fast_tokens(tokenizer: Any) -> Any:
+    """A function giving a sequence's token ids by table lookup, or ``None`` where the
+    lookup does not apply, for genlm_sc's own tokenizers whose ids depend on each base or
+    k-mer alone; ``None`` for any other tokenizer (which then tokenizes as usual).
+
+    - character tokenizer: every character is one token whatever its neighbours (a
+      normaliser to ``ACGTN``, one word per character); sequences of ASCII letters only
+      (brackets could spell a special token).
+    - :class:`~genlm_sc.models.KmerTokenizerFast` (ours, and DNABERT's vocabularies read
+      through it): the overlapping k-mers of the sequence, ``[UNK]`` for a k-mer holding
+      anything but ``ACGTacgt``; any ASCII sequence.
+    """
     import string
 
-    from .tokenization import tokenizer_info
+    from .tokenization import KmerTokenizerFast, tokenizer_info
 
     info = tokenizer_info(tokenizer)
-    if info["kind"] != "char" or info.get("guessed", True):
+    if info.get("guessed", True):
         return None
-    letters = string.ascii_letters
-    ids = tokenizer(letters, add_special_tokens=False, verbose=False)["input_ids"]
-    if len(ids) != len(letters):
-        return None
-    table = np.full(256, -1, dtype=np.int64)
-    table[np.frombuffer(letters.encode("ascii"), dtype=np.uint8)] = ids
-    return table
+    if info["kind"] == "char":
+        letters = string.ascii_letters
+        ids = tokenizer(letters, add_special_tokens=False, verbose=False)["input_ids"]
+        if len(ids) != len(letters):
+            return None
+        table = np.full(256, -1, dtype=np.int64)
+        table[np.frombuffer(letters.encode("ascii"), dtype=np.uint8)] = ids
+
+        def by_letter(sequence: str) -> list[int] | None:
+            if not (sequence.isascii() and sequence.isalpha()):
+                return None
+            return table[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)].tolist()
+
+        return by_letter
+    if info["kind"] == "kmer" and isinstance(tokenizer, KmerTokenizerFast):
+        k, unknown = tokenizer.kmer_size, tokenizer.unk_token_id
+        kmers = np.full(4**k, unknown, dtype=np.int64)
+        place = 4 ** np.arange(k - 1, -1, -1)
+        for token, i in tokenizer.get_vocab().items():
+            if len(token) == k and set(token) <= set("ACGT"):
+                kmers[int(np.dot(["ACGT".index(b) for b in token], place))] = i
+        codes = np.full(256, -1, dtype=np.int64)
+        for b, letter in enumerate("ACGT"):
+            codes[ord(letter)] = codes[ord(letter.lower())] = b
+
+        def by_kmer(sequence: str) -> list[int] | None:
+            if not sequence.isascii():
+                return None
+            if len(sequence) < k:
+                return []
+            base = codes[np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)]
+            windows = np.lib.stride_tricks.sliding_window_view(base, k)
+            ids = kmers[np.maximum(windows, 0) @ place]
+            ids[(windows < 0).any(axis=1)] = unknown
+            return ids.tolist()
+
+        return by_kmer
+    return None
 
 
 def ignores_attention_mask(model: Any) -> bool:
