@@ -17,7 +17,7 @@ Sequences: reference windows of the shipped chr20 example. Also: the forward wor
 cohort needs (distinct haplotypes and distinct chunks vs people × 2, on the 503-person
 example) and masked vs one-pass log-likelihood ratios over every position of a window.
 
-Writes ``results/bench_ism.json``.
+Writes ``results/bench_ism.json`` (``--out`` to name another file).
 
     python benchmarks/bench_ism.py --length 1020 --sequences 1
 """
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-fast", action="store_true", help="skip tangermeme fast=True")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_ism.json")
     parser.add_argument("--llr-length", type=int, default=510, help="window of the LLR timing")
     parser.add_argument("--hidden", type=int, default=128, help="random model: hidden size")
     parser.add_argument("--blocks", type=int, default=8, help="random model: conv blocks")
@@ -243,7 +244,7 @@ def main() -> None:
     report["cohort"]["chunks"] = {"gene": gene, **chunk_sharing(scorer, haplotypes)}
     report["llr"] = llr_timing(model_dir, args.llr_length)
     print(json.dumps(report, indent=2, default=float))
-    (RESULTS / "bench_ism.json").write_text(json.dumps(report, indent=2, default=float))
+    args.out.write_text(json.dumps(report, indent=2, default=float))
 
 
 if __name__ == "__main__":
