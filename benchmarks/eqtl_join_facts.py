@@ -19,9 +19,8 @@ import pandas as pd
 import genlm_sc as gl
 
 HERE = Path(__file__).resolve().parent
-TABLE = HERE.parents[1] / "shared" / "data" / "eqtl" / (
-    "GTEx_v8_Cells_EBV-transformed_lymphocytes.v8.egenes.txt.gz"
-)
+EQTL = HERE.parents[1] / "shared" / "data" / "eqtl"
+TABLE = EQTL / "GTEx_v8_Cells_EBV-transformed_lymphocytes.v8.egenes.txt.gz"
 
 
 def main() -> None:

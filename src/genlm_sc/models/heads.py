@@ -163,8 +163,12 @@ class PooledSequenceModel(nn.Module):
         context, on the model's device."""
         device = str(self.device)
         if self._chunker is None or self._chunker.device != device:
-            self._chunker = Chunker(self.tokenizer, max_length=self.max_length, device=device,
-                                    equal_lengths=ignores_attention_mask(self.encoder))
+            self._chunker = Chunker(
+                self.tokenizer,
+                max_length=self.max_length,
+                device=device,
+                equal_lengths=ignores_attention_mask(self.encoder),
+            )
         return self._chunker
 
     def _chunk_ids(self, sequence: str) -> list[list[int]]:
