@@ -10,7 +10,8 @@ shipped chr20 example (GRCh37, 1000 Genomes EUR):
 Both are evaluated on the haplotypes of held-out people in a held-out region (masked-token
 accuracy, perplexity and bits per base, overall and at variant positions), next to a
 context-count baseline (the centre base given ±``h`` bases, counted on the training region).
-Writes ``results/pretrain_variant_aware.{json,md}``.
+Writes ``results/pretrain_variant_aware.{json,md}`` (``--out`` gives another stem, e.g.
+for other seeds).
 
     python benchmarks/pretrain_variant_aware.py --steps 400 --batch-size 16
 """
@@ -69,6 +70,8 @@ def main() -> None:
     parser.add_argument("--held-out-people", type=int, default=100)
     parser.add_argument("--variant-mlm-probability", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=RESULTS / "pretrain_variant_aware",
+                        help="results stem: writes STEM.json and STEM.md")  # fmt: skip
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "work" / "pretrain")
     args = parser.parse_args()
     example = gl.datasets.chr20_example()
@@ -125,9 +128,10 @@ def main() -> None:
         metrics["wall_s"] = time.perf_counter() - start
         results["models"][name] = {k: v for k, v in metrics.items() if "per_second" not in k}
         print(name, json.dumps(results["models"][name], indent=1), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pretrain_variant_aware.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "pretrain_variant_aware.md").write_text(markdown(results))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    results["seed"] = args.seed
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 
 

@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--motifs-only", action="store_true", help="plant and check motifs only")
+    parser.add_argument("--out", type=Path, default=RESULTS / "variant_effects_semisynthetic",
+                        help="results stem: STEM.json, .csv, .md, .png")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
@@ -219,10 +221,12 @@ def main() -> None:
         "wall_s": time.perf_counter() - started,
     }  # fmt: skip
     print(json.dumps(report, indent=2))
-    (RESULTS / "variant_effects_semisynthetic.json").write_text(json.dumps(report, indent=2))
-    summary.to_csv(RESULTS / "variant_effects_semisynthetic.csv", index=False)
-    (RESULTS / "variant_effects_semisynthetic.md").write_text(summary.to_markdown(index=False))
-    _figure(pd.concat(tables), RESULTS / "variant_effects_semisynthetic.png")
+    report["seed"] = args.seed
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    summary.to_csv(args.out.with_suffix(".csv"), index=False)
+    args.out.with_suffix(".md").write_text(summary.to_markdown(index=False))
+    _figure(pd.concat(tables), args.out.with_suffix(".png"))
 
 
 def _r(fits: pd.DataFrame, gene: str, method: str, column: str = "r") -> float:
