@@ -138,3 +138,13 @@ def test_a_checkpoint_of_a_package_that_is_not_installed_says_which_to_install(
     (folder / "config.json").write_text(json.dumps({**settings, "model_type": "NoSuchNet"}))
     with pytest.raises(CheckpointError, match=r"NSN checkpoint .*pip install no_such_dna_lm"):
         load_encoder(folder)
+
+
+def test_gpn_embeds_an_empty_sequence_as_zeros_and_series_by_position(tmp_path):
+    import pandas as pd
+
+    encoder = load_encoder(gpn_layout(tmp_path / "gpn"), device="cpu", precision="fp32")
+    got = encoder.embed(["ACGTNNACGT", "", "ACG"])  # no special tokens: "" has no chunk
+    assert (got[1] == 0).all() and np.isfinite(got).all()
+    series = pd.Series(["ACGTACGTAC", "TTTTTTGGGGGGCCCC"], index=[1, 0])
+    np.testing.assert_array_equal(encoder.embed(series), encoder.embed(list(series)))

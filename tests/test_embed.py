@@ -288,3 +288,12 @@ def test_chunks_by_table_lookup_equal_the_tokenizers_own(tmp_path, kind):
         assert [c[0] for c in chunks] == [tokenizer.cls_token_id] * len(chunks)
         assert [t for c in chunks for t in c[1:-1]] == expected, sequence
         assert chunks == chunker.chunk_ids(sequence)
+
+
+def test_tokens_a_user_adds_turn_the_table_lookup_off():
+    tokenizer = build_tokenizer("char", model_max_length=100)
+    chunker = Chunker(tokenizer, max_length=100)
+    tokenizer.add_tokens(["ACG"])  # after the chunker was built
+    expected = tokenizer("TACGT")["input_ids"]
+    assert chunker.chunk_ids_of(["TACGT"])[0] == [expected]
+    assert Chunker(tokenizer, max_length=100)._fast is None

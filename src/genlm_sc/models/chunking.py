@@ -47,6 +47,7 @@ class Chunker:
         self.device = device
         self.equal_lengths = bool(equal_lengths)
         self._fast = _fast_tokens(tokenizer)
+        self._vocab_size = len(tokenizer)
         self.head, self.tail = special_template(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -75,6 +76,7 @@ class Chunker:
         room = self.room
         if room <= 0:
             raise ValueError(f"max_length {self.max_length} leaves no room for sequence tokens")
+        sequences = list(sequences)  # by position, whatever the container's labels
         tokens: list[list[int] | None] = [self._by_lookup(s) for s in sequences]
         rest = [i for i, ids in enumerate(tokens) if ids is None]
         if rest:
@@ -85,6 +87,9 @@ class Chunker:
         out = []
         for ids in tokens:
             assert ids is not None
+            if not ids and not (self.head or self.tail):
+                out.append([])  # nothing to run: a model without special tokens gets no chunk
+                continue
             chunks = [ids[i : i + room] for i in range(0, max(len(ids), 1), room)]
             out.append([self.head + chunk + self.tail for chunk in chunks])
         return out
@@ -92,12 +97,15 @@ class Chunker:
     def _by_lookup(self, sequence: str) -> list[int] | None:
         """The tokenizer's own ids for ``sequence`` by table lookup (many times faster),
         where :func:`_fast_tokens` applies; ``None`` otherwise."""
-        return None if self._fast is None else self._fast(sequence)
+        if self._fast is None or len(self.tokenizer) != self._vocab_size:
+            return None  # tokens added since: the tokenizer decides
+        return self._fast(sequence)
 
     def batches(self, chunks: list[list[int]], batch_size: int) -> list[list[int]]:
         """Indices of ``chunks`` in batches of at most ``batch_size``, shortest first, so
         that chunks of similar length pad together (of one length with ``equal_lengths``)."""
         order = np.argsort([len(c) for c in chunks], kind="stable").tolist()
+        batch_size = max(int(batch_size), 1)
         if not self.equal_lengths:
             return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
         out: list[list[int]] = []
@@ -149,11 +157,11 @@ def _fast_tokens(tokenizer: Any) -> Any:
     """
     import string
 
-    from .tokenization import KmerTokenizerFast, tokenizer_info
+    from .tokenization import SPECIAL_TOKENS, KmerTokenizerFast, tokenizer_info
 
     info = tokenizer_info(tokenizer)
-    if info.get("guessed", True):
-        return None
+    if info.get("guessed", True) or set(tokenizer.get_added_vocab()) - set(SPECIAL_TOKENS):
+        return None  # tokens added by a user can span letters: the tokenizer decides
     if info["kind"] == "char":
         letters = string.ascii_letters
         ids = tokenizer(letters, add_special_tokens=False, verbose=False)["input_ids"]
@@ -202,6 +210,8 @@ def ignores_attention_mask(model: Any) -> bool:
     unwrap = getattr(model, "get_base_model", None)  # a peft model: look at what it wraps
     if callable(unwrap):
         model = unwrap()
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    model = getattr(model, "module", model)  # DataParallel, DistributedDataParallel
     try:
         parameters = inspect.signature(model.forward).parameters
     except (TypeError, ValueError):

@@ -155,6 +155,9 @@ class PooledSequenceModel(nn.Module):
                 counts = states.new_zeros(len(sequences))
             sums = sums.index_add(0, index, (states * keep.unsqueeze(-1)).sum(1))
             counts = counts.index_add(0, index, keep.sum(1))
+        if sums is None or counts is None:  # no sequence has a token
+            width = int(self.encoder.config.hidden_size)
+            return torch.zeros(len(sequences), width, device=self.device)
         return sums / counts.clamp(min=1).unsqueeze(-1)
 
     @property

@@ -55,8 +55,9 @@ def _spans_from_token_text(tokenizer: Any, text: str) -> np.ndarray:
             f"{type(tokenizer).__name__} gives no offsets and its tokens do not spell the "
             "sequence back; which bases a token covers is unknown"
         )
-    ends = np.cumsum([len(t) for t in tokens], dtype=np.int64)
-    return np.stack([ends - [len(t) for t in tokens], ends], axis=1).reshape(-1, 2)
+    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.stack([ends - lengths, ends], axis=1).reshape(-1, 2)
 
 
 def mask_span(tokenizer: Any) -> int:
