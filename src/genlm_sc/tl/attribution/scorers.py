@@ -85,9 +85,9 @@ class ChunkScorer:
         self.device = resolve_device(device)
         self.network = network.eval().to(self.device)
         self.tokenizer = tokenizer
-        masks = not ignores_attention_mask(network if reader is None else reader)
+        unmasked = ignores_attention_mask(network if reader is None else reader)
         self.chunker = Chunker(tokenizer, max_length=max_length, device=self.device,
-                               equal_lengths=not masks)  # fmt: skip
+                               equal_lengths=unmasked)  # fmt: skip
         self.kind = tokenizer_info(tokenizer)["kind"]
         vocab = tokenizer.get_vocab()  # a lowercase DNA vocabulary (GPN) read in uppercase
         self._vocab = {**{t.upper(): i for t, i in vocab.items() if t.islower()}, **vocab}
