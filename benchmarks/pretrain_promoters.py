@@ -19,7 +19,8 @@ The decontamination report (per task, split and label: labelled sequences found 
 corpus, corpus sequences removed) goes to ``results/decontamination_gue.csv``; the corpus
 and split totals (sequences and bases removed, groups, held-out sequences, leaks, seconds)
 to ``results/pretraining_split.json``, one entry for each of ``decontaminated`` and
-``contaminated``.
+``contaminated``, with how many held-out sequences would share 200 bases with training
+ones under the split by record that came before (every 20th sequence held out).
 
 Every ``--save-steps`` steps a checkpoint is written under ``<name>/checkpoints``; an
 interrupted run resumes from the last one when started again with the same arguments.
@@ -79,6 +80,10 @@ def main() -> None:
         totals["removed_sequences"] = removed["n_sequences_removed"]
         totals["removed_bases"] = removed["n_bases_removed"]
         totals["decontaminate_s"] = round(time.perf_counter() - start, 1)
+    record_every_20th = np.arange(len(corpus)) % 20 == 19  # the split before groups
+    leaks = shared_kmer_pairs(corpus.sequences, 200, left=record_every_20th)
+    totals["every_20th_record_held_out"] = int(record_every_20th.sum())
+    totals["every_20th_record_sharing_200bp_with_training"] = len(np.unique(leaks[:, 0]))
     train, held = split(corpus)
     totals.update(kept_sequences=len(corpus), kept_bases=corpus.n_bases,
                   groups=held.sources[0]["n_groups"], held_out_sequences=len(held),

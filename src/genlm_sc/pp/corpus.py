@@ -383,15 +383,21 @@ class CropDataset:
 
 
 def tile_sequences(corpus: PretrainingCorpus, *, length: int) -> list[dict[str, Any]]:
-    """Non-overlapping ``length``-base pieces of every corpus sequence (for evaluation)."""
+    """Non-overlapping ``length``-base pieces of every corpus sequence (for evaluation).
+
+    Each piece is a dict: ``sequence``, ``variant`` (its variant mask or ``None``), and
+    ``source`` and ``start``, the index of the corpus sequence and the piece's offset in it.
+    """
     out = []
-    for codes, mask in zip(corpus.sequences, corpus.variant_masks, strict=True):
+    for index, (codes, mask) in enumerate(zip(corpus.sequences, corpus.variant_masks, strict=True)):
         for start in range(0, max(len(codes) - length // 2, 1), length):
             piece = slice(start, start + length)
             out.append(
                 {
                     "sequence": codes[piece].tobytes().decode("ascii"),
                     "variant": None if mask is None else mask[piece],
+                    "source": index,
+                    "start": start,
                 }
             )
     return out
