@@ -16,6 +16,7 @@ from .pp.haplotypes import reverse_complement, stored_reference_positions
 from .store import open_haplotypes
 
 __all__ = [
+    "attention",
     "attribution",
     "cluster_agreement",
     "expression_results",
@@ -355,6 +356,29 @@ def attribution(adata: ad.AnnData, gene: str, *, key: str = "gl_ism_expression")
     -------
     The Dataset :func:`genlm_sc.tl.attribute` returned.
     """
+    return _gene_result(adata, gene, key)
+
+
+def attention(adata: ad.AnnData, gene: str, *, key: str = "gl_attention") -> xr.Dataset:
+    """Attention maps of one gene computed by :func:`genlm_sc.tl.attention`.
+
+    Parameters
+    ----------
+    adata
+        The cohort or panel they were computed on.
+    gene
+        Gene id (or, for a cohort, a unique gene name).
+    key
+        The ``key_added`` they were stored under.
+
+    Returns
+    -------
+    The Dataset :func:`genlm_sc.tl.attention` described.
+    """
+    return _gene_result(adata, gene, key)
+
+
+def _gene_result(adata: ad.AnnData, gene: str, key: str) -> xr.Dataset:
     from .store import read_result
 
     if adata.uns.get("gl", {}).get("store"):

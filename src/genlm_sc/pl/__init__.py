@@ -1,5 +1,6 @@
 """Plotting: stored results to matplotlib Axes."""
 
+from ._attention import attention
 from ._attribution import attribution, ism, variant_effects
 from ._embedding import cluster_agreement, embedding
 from ._expression import gene_performance, prediction
@@ -7,6 +8,7 @@ from ._haplotypes import haplotype_diversity
 from ._predictability import predictability
 
 __all__ = [
+    "attention",
     "attribution",
     "cluster_agreement",
     "embedding",

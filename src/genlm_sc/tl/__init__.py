@@ -6,7 +6,8 @@
     :func:`fit_expression` (PrediXcan, elastic net, ridge, fine-tuning), :func:`fit_dosages`,
     :func:`predict`, :func:`fit_gene_expression`, :func:`predictability`.
 ``attribution``
-    :func:`attribute` (in-silico mutagenesis, gradient × input), :func:`variant_effects`.
+    :func:`attribute` (in-silico mutagenesis, gradient × input), :func:`variant_effects`,
+    :func:`attention` (attention maps per base).
 ``motifs``
     :func:`scan_motifs`, :func:`motif_matches`.
 ``classification``
@@ -24,6 +25,7 @@ from .motifs.scanner import scan_motifs
 from .motifs.variants import motif_matches
 
 __all__: list[str] = [
+    "attention",
     "attribute",
     "cluster_agreement",
     "embed",
@@ -45,6 +47,7 @@ __all__: list[str] = [
 #: Tools imported on first use (they load PyTorch): name → module.
 _LAZY = {
     "predict": ".expression.finetune",
+    "attention": ".attribution.attention",
     "attribute": ".attribution.attribute",
     "variant_effects": ".attribution.variant_effects",
     "fit_classifier": ".classification.classifier",
