@@ -66,9 +66,11 @@ def attention(
     labels = [f"{positions[t]:,}" if positions[t] >= 0 else "ins" for t in ticks]
     ax.set_xticks(ticks, labels, rotation=30, ha="right", fontsize=7)
     ax.set_yticks(ticks, labels, fontsize=7)
-    for j in np.flatnonzero(ds["variant"].values):
-        ax.plot([j, j], [-0.5, n * 0.02], color="tab:red", lw=1.2, clip_on=False)
-        ax.plot([-0.5, n * 0.02], [j, j], color="tab:red", lw=1.2, clip_on=False)
+    for j in np.flatnonzero(ds["variant"].values):  # a tick on each axis, a line across
+        ax.axvline(j, color="tab:red", lw=0.6, ls=":", alpha=0.8)
+        ax.axhline(j, color="tab:red", lw=0.6, ls=":", alpha=0.8)
+        ax.plot([j, j], [-0.5, n * 0.03], color="tab:red", lw=2, clip_on=False)
+        ax.plot([-0.5, n * 0.03], [j, j], color="tab:red", lw=2, clip_on=False)
     if motifs is not None:
         _mark_motifs(ax, motifs, positions)
     which = "mean of layers" if layer == "mean" else f"layer {int(ds['layer'].values[layer])}"
