@@ -17,11 +17,20 @@ gene, a language model is fine-tuned on the people of one half
   correlation as context (variants in LD with a causal one cannot be told apart from data);
 * ``gl.tl.motif_matches`` on the planted variants must report the planted motif as broken.
 
+``--causal gtex`` plants instead the GTEx v8 LCL lead variants that the example VCF
+holds (joined by rsID, 8 of them in genes of the example annotation), each in its own
+gene with its GTEx slope as the effect (allele-matched; one causal variant per gene), in a
+window centred on the variant rather than on the TSS (most lie 4–300 kb from it); then
+``gl.tl.variant_effects(eqtl=...)`` joins the real GTEx table and reports whether the
+predicted change has the sign of the measured eQTL.
+
 Writes ``results/variant_effects_semisynthetic.{json,md,csv}`` and a figure.
 ``--motifs-only`` plants and checks the motifs of ``--genes`` genes, and fits nothing.
 
     python benchmarks/variant_effects_semisynthetic.py --genes 8 --width 256
     python benchmarks/variant_effects_semisynthetic.py --genes 30 --width 512 --motifs-only
+    python benchmarks/variant_effects_semisynthetic.py --causal gtex --width 512 --epochs 3 \
+        --out benchmarks/results/variant_effects_gtex
 
 Needs ``memelite`` (``bench`` extra).
 """
@@ -48,6 +57,36 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 JASPAR = SHARED / "motifs" / "JASPAR2024_CORE_vertebrates_nonredundant.jaspar.gz"
+GTEX = SHARED / "eqtl" / "GTEx_v8_Cells_EBV-transformed_lymphocytes.v8.egenes.txt.gz"
+
+
+def gtex_cohort(width: int):
+    """The example people over windows centred on the GTEx LCL lead variants the VCF holds,
+    one per eGene of the example annotation, and those variants with their slopes."""
+    from cyvcf2 import VCF
+
+    example = gl.datasets.chr20_example()
+    egenes = gl.io.read_eqtl(GTEX)
+    found = {v.ID: (v.POS - 1, v.REF, v.ALT[0]) for v in VCF(str(example.vcf))
+             if v.ID and len(v.ALT) == 1}  # fmt: skip
+    genes = pd.read_csv(example.genes, sep="\t")
+    leads = egenes[egenes["rsid"].isin(found) & egenes["gene_name"].isin(genes["gene_name"])]
+    rows, causal = [], []
+    for lead in leads.itertuples():
+        position, ref, alt = found[lead.rsid]
+        if (lead.ref, lead.alt) not in ((ref, alt), (alt, ref)):
+            continue  # alleles that do not match the VCF's
+        gene = genes[genes["gene_name"] == lead.gene_name].iloc[0].copy()
+        # a one-base "gene" at the lead variant, on the gene's strand: the window is
+        # centred on the variant, in the gene's orientation
+        gene["start0"], gene["end"], gene["tss0"] = position, position + 1, position
+        rows.append(gene)
+        effect = lead.slope if lead.alt == alt else -lead.slope
+        causal.append({"gene": gene["gene_id"], "variant_id": lead.rsid, "effect": effect})
+    panel = gl.pp.gene_windows(pd.DataFrame(rows), fasta=example.fasta, width=width)
+    cohort = gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel,
+                                      panel=example.panel, unphased="random")  # fmt: skip
+    return cohort, pd.DataFrame(causal)
 
 
 def common_variants(cohort, gene: str, min_maf: float) -> pd.DataFrame:
@@ -138,6 +177,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--motifs-only", action="store_true", help="plant and check motifs only")
+    parser.add_argument("--causal", choices=("motifs", "gtex"), default="motifs",
+                        help="motif-breaking or random causal variants, or GTEx leads")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS / "variant_effects_semisynthetic",
                         help="results stem: STEM.json, .csv, .md, .png")  # fmt: skip
     args = parser.parse_args()
@@ -146,11 +187,16 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     started = time.perf_counter()
 
-    cohort = gl.datasets.example_cohort(width=args.width)
-    candidates = [g for g in cohort.var_names if len(common_variants(cohort, g, args.min_maf)) >= 2]
     motifs = gl.io.read_motifs(JASPAR)
-    genes = candidates[: args.genes]
-    causal, motif_of = plant(cohort, genes, motifs, rng, args.min_maf)
+    if args.causal == "gtex":
+        cohort, causal = gtex_cohort(args.width)
+        genes, motif_of = list(causal["gene"]), {}
+    else:
+        cohort = gl.datasets.example_cohort(width=args.width)
+        candidates = [g for g in cohort.var_names
+                      if len(common_variants(cohort, g, args.min_maf)) >= 2]  # fmt: skip
+        genes = candidates[: args.genes]
+        causal, motif_of = plant(cohort, genes, motifs, rng, args.min_maf)
     if args.motifs_only:
         checks = [motif_check(cohort, gene, motifs, motif_of[gene]) for gene in motif_of]
         print(pd.DataFrame(checks, index=list(motif_of)).to_string())
@@ -177,7 +223,8 @@ def main() -> None:
         truth = planted[planted["gene"] == gene]
         ids = set(truth["variant_id"])
         model = output / gene / "fold_0"
-        gl.tl.variant_effects(cohort, gene=gene, expression_model=model, device="cpu")
+        gtex = GTEX if args.causal == "gtex" else None
+        gl.tl.variant_effects(cohort, gene=gene, expression_model=model, eqtl=gtex, device="cpu")
         table = gl.get.variant_effects(cohort, gene)
         table = table.merge(truth[["variant_id", "effect"]], on="variant_id", how="left")
         table["gene"] = gene
@@ -201,6 +248,14 @@ def main() -> None:
         )
         if gene in motif_of:
             record.update(motif_check(cohort, gene, motifs, motif_of[gene]))
+        if gtex is not None:  # the real eQTL table, joined by variant_effects
+            lead = table[table["variant_id"].isin(ids)].iloc[0]
+            record.update(variant_id=lead["variant_id"],
+                          gene_name=cohort.var.loc[gene, "gene_name"],
+                          gtex_slope=float(lead["eqtl_slope"]),
+                          gtex_qval=float(lead["eqtl_qval"]),
+                          carriers=int(lead["n_carriers"]),
+                          eqtl_sign_agreement=bool(lead["sign_agreement"]))  # fmt: skip
         records.append(record)
         print(json.dumps(record, default=str), flush=True)
 
@@ -216,6 +271,9 @@ def main() -> None:
         "precision_carriers": float(summary["delta_expression_carriers_precision"].mean()),
         "precision_single_snp": float(summary["single_snp_precision"].mean()),
         "sign_agreement": float(summary["delta_expression_sign_agreement"].mean()),
+        "causal": args.causal,
+        "eqtl_sign_agreement": (float(summary["eqtl_sign_agreement"].mean())
+                                if "eqtl_sign_agreement" in summary else None),
         "motif_genes": int(found.notna().sum()),
         "motif_found": int(found.eq(True).sum()),
         "wall_s": time.perf_counter() - started,
