@@ -37,13 +37,13 @@ The protocol has two phases, so that nothing is chosen after a test score is see
     existing protocol file run with the same settings.
 ``--phase test``
     Reads the protocol file and nothing else of the settings, and trains every network
-    with its chosen learning rate once per seed of ``--seeds`` (the head and CNN
-    initialisation, batch order and dropout change with the seed; the training and dev
-    subsample does not). k-mer + LR is deterministic and runs once. Writes one row per
-    task, method and seed to ``results/gue_test.csv``, the plot ``docs/images/gue_mcc.png``
-    (mean ± sd of the seeds next to the published DNABERT 6-mer, Nucleotide Transformer
-    2.5B multi-species and DNABERT-2 MCCs of the DNABERT-2 paper, Table 4) and prints a
-    Markdown table.
+    (or those of ``--methods``) with its chosen learning rate once per seed of
+    ``--seeds`` (the head and CNN initialisation, batch order and dropout change with the
+    seed; the training and dev subsample does not). k-mer + LR is deterministic and runs
+    once. Writes one row per task, method and seed to ``results/gue_test.csv``, the plot
+    ``docs/images/gue_mcc.png`` (mean ± sd of the seeds next to the published DNABERT
+    6-mer, Nucleotide Transformer 2.5B multi-species and DNABERT-2 MCCs of the DNABERT-2
+    paper, Table 4) and prints a Markdown table.
 
 Every method sees the same subsample of at most ``--max-train`` training and ``--max-dev``
 dev rows (drawn once per task with seed 0) and the whole test split.
@@ -105,7 +105,8 @@ def main() -> None:
     )
     dev = parser.add_argument_group("dev phase (the test phase reads these from --protocol)")
     dev.add_argument("--tasks", default=",".join(TASKS))
-    dev.add_argument("--methods", default=",".join(DEFAULT_METHODS))
+    parser.add_argument("--methods", help="methods to run (default: dev, "
+                        f"{','.join(DEFAULT_METHODS)}; test, those of the protocol)")  # fmt: skip
     dev.add_argument("--model", type=Path, default=HERE / "work" / "promoter_lm_clean")
     dev.add_argument("--random-model", type=Path, default=HERE / "work" / "promoter_lm_random")
     dev.add_argument("--max-train", type=int, default=10000, help="training rows per task")
@@ -127,7 +128,7 @@ def main() -> None:
 
 def run_dev(args, parser) -> None:
     """Choose each network's learning rate and the k-mer model's C on dev rows only."""
-    methods = [m for m in args.methods.split(",") if m]
+    methods = [m for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; known: {list(METHODS)}")
@@ -201,10 +202,14 @@ def run_test(args) -> None:
     """Score every method on the test rows with the settings the dev phase chose."""
     protocol = json.loads(args.protocol.read_text())
     seeds = [int(s) for s in args.seeds.split(",")]
+    methods = args.methods.split(",") if args.methods else protocol["methods"]
+    missing = sorted(set(methods) - set(protocol["methods"]))
+    if missing:
+        raise SystemExit(f"{missing}: no learning rate chosen on dev; run --phase dev first")
     rows = []
     for task in protocol["tasks"]:
         panel = load_panel(args.data, task, protocol, with_test=True)
-        for method in protocol["methods"]:
+        for method in methods:
             chosen = protocol["choices"][task][method]
             if method == "kmer_lr":
                 began = time.perf_counter()
