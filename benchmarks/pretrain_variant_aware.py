@@ -248,7 +248,8 @@ def readout(folders: dict[str, Path], args) -> dict:
         cohort = gl.datasets.example_cohort(width=args.readout_width)
     else:
         panel = gl.pp.gene_windows(args.genes, fasta=args.fasta, width=args.readout_width)
-        cohort = gl.pp.personal_sequences(args.vcf, fasta=args.fasta, genes=panel)
+        cohort = gl.pp.personal_sequences(args.vcf, fasta=args.fasta, genes=panel,
+                                          unphased="random")  # fmt: skip
     gl.datasets.simulate_expression(cohort, n_causal=(1, 5), h2=(0.1, 0.5), random_state=0)
     gl.tl.fit_expression(cohort, method="predixcan")
     for name, folder in folders.items():
