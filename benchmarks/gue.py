@@ -71,6 +71,7 @@ from genlm_sc.pp import sequence_panel
 from genlm_sc.tl.classification.classifier import classification_metrics, fit_classifier
 
 HERE = Path(__file__).resolve().parent
+REPOSITORY = HERE.parent
 RESULTS = HERE / "results"
 SHARED = Path(os.environ.get("GENLM_SC_SHARED_DATA", HERE.parents[1] / "shared" / "data"))
 TASKS = ("prom/prom_core_notata", "prom/prom_300_tata", "tf/0", "tf/1", "mouse/0")
@@ -134,7 +135,7 @@ def run_dev(args, parser) -> None:
         parser.error(f"unknown methods {unknown}; known: {list(METHODS)}")
     settings = {
         "tasks": [t for t in args.tasks.split(",") if t], "methods": methods,
-        "model": str(args.model), "random_model": str(args.random_model),
+        "model": _portable(args.model), "random_model": _portable(args.random_model),
         "max_train": args.max_train, "max_dev": args.max_dev, "max_steps": args.max_steps,
         "batch_size": args.batch_size, "eval_steps": args.eval_steps, "subsample_seed": 0,
         "lr_grid": [float(v) for v in args.lr_grid.split(",")], "c_grid": list(C_GRID),
@@ -179,6 +180,12 @@ def run_dev(args, parser) -> None:
     dev_rows.to_csv(out, index=False)
     args.protocol.write_text(json.dumps(protocol, indent=1, default=str))
     print(f"wrote {out} and {args.protocol}")
+
+
+def _portable(path: Path) -> str:
+    """A model folder as recorded in the protocol: relative to the repository when inside."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPOSITORY)) if path.is_relative_to(REPOSITORY) else str(path)
 
 
 def merged(earlier: dict, later: dict) -> dict:
@@ -300,9 +307,9 @@ def run_neural(panel, method: str, settings: dict, *, learning_rate: float, seed
     """Fine-tune one network for the fixed step budget; keep the best dev-MCC checkpoint."""
     model = {
         "cnn_scratch": lambda: small_cnn(seed),
-        "pretrained_ft": lambda: settings["model"],
-        "pretrained_lora": lambda: settings["model"],
-        "random_init_ft": lambda: settings["random_model"],
+        "pretrained_ft": lambda: REPOSITORY / settings["model"],
+        "pretrained_lora": lambda: REPOSITORY / settings["model"],
+        "random_init_ft": lambda: REPOSITORY / settings["random_model"],
     }[method]()
     key = f"gl_{method}"
     fit_classifier(

@@ -104,19 +104,19 @@ def held_out_tiles(vcf, fasta, region: str, people: list[str], seed: int):
     """
     with FastaReference(fasta) as reference:
         chrom, start, end = parse_region(region, lengths=reference.lengths)
-    corpus, tiles = PretrainingCorpus(), []
+    corpus, window_left = PretrainingCorpus(), []
     for left in range(start, end - WINDOW + 1, WINDOW):
         region = f"{chrom}:{left + 1}-{left + WINDOW}"
         corpus.add_haplotypes(vcf, fasta=fasta, regions=[region], samples=people,
                               window=WINDOW, random_state=seed)  # fmt: skip
-        first = corpus.sources[-1]["n_sequences"]
-        seen = set()
-        for piece in tile_sequences(corpus, length=TILE):
-            # the k-th tile of every haplotype of a window covers about the same bases
-            block = (left - start + piece["start"]) // TILE
-            if piece["source"] >= len(corpus) - first and (block, piece["sequence"]) not in seen:
-                seen.add((block, piece["sequence"]))
-                tiles.append({**piece, "block": block})
+        window_left += [left] * corpus.sources[-1]["n_sequences"]
+    tiles, seen = [], set()
+    for piece in tile_sequences(corpus, length=TILE):
+        # the k-th tile of every haplotype of a window covers about the same bases
+        block = (window_left[piece["source"]] - start + piece["start"]) // TILE
+        if (block, piece["sequence"]) not in seen:
+            seen.add((block, piece["sequence"]))
+            tiles.append({**piece, "block": block})
     return corpus, tiles
 
 

@@ -10,7 +10,7 @@ import torch
 import xarray as xr
 
 from ..._devices import resolve_device
-from ...get import gene_name, haplotype_store, is_cohort
+from ...get import gene_index, gene_name, haplotype_store, is_cohort
 from ...models.chunking import context_length
 from ...models.token_spans import token_base_spans
 from .attribute import _describe, _haplotypes_of, gene_window
@@ -197,7 +197,11 @@ def _attention_of(network: Any, tokenizer: Any, sequence: str, *, device: str):
             f"the model's context of {limit:,}: give a smaller region="
         )
     resolved = resolve_device(device)
-    previous = _eager(network)
+    # only eager attention returns its weights; the caller's choice is restored after
+    previous = getattr(getattr(network, "config", None), "_attn_implementation", None)
+    switch = previous not in (None, "eager") and hasattr(network, "set_attn_implementation")
+    if switch:
+        network.set_attn_implementation("eager")
     try:
         network.to(resolved).eval()
         outputs = network(
@@ -206,7 +210,8 @@ def _attention_of(network: Any, tokenizer: Any, sequence: str, *, device: str):
             output_attentions=True,
         )
     finally:
-        _eager(network, previous)
+        if switch:
+            network.set_attn_implementation(previous)
     found = getattr(outputs, "attentions", None)
     if not found:
         raise ValueError(
@@ -217,18 +222,6 @@ def _attention_of(network: Any, tokenizer: Any, sequence: str, *, device: str):
     special = encoded["special_tokens_mask"][0].numpy().astype(bool)
     spans = token_base_spans(tokenizer, sequence)
     return base_attention(weights, spans, len(sequence), special=special)
-
-
-def _eager(network: Any, implementation: str | None = None) -> str | None:
-    """Switch a transformers model to eager attention (the one that returns weights);
-    give back the implementation it had, or restore ``implementation``."""
-    config = getattr(network, "config", None)
-    current = getattr(config, "_attn_implementation", None)
-    wanted = implementation or "eager"
-    if current is None or current == wanted or not hasattr(network, "set_attn_implementation"):
-        return current
-    network.set_attn_implementation(wanted)
-    return current
 
 
 def _variant_bases(adata, window, sequence: str, positions: np.ndarray, label: str):
@@ -249,8 +242,6 @@ def _variant_bases(adata, window, sequence: str, positions: np.ndarray, label: s
     if not is_cohort(adata):
         return np.zeros(len(sequence), dtype=bool)
     store = haplotype_store(adata)
-    from ...get import gene_index
-
     g, _, _ = gene_index(adata, window.gene)
     sites = store["variant_position"].values[store["variant_gene"].values == g]
     return np.isin(positions, sites)
