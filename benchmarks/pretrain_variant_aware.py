@@ -57,7 +57,8 @@ from genlm_sc._devices import resolve_device
 from genlm_sc.io import FastaReference, VariantFile
 from genlm_sc.models import load_tokenizer
 from genlm_sc.pp import PretrainingCorpus
-from genlm_sc.pp.corpus import parse_region, tile_sequences
+from genlm_sc.pp.corpus import parse_region
+from genlm_sc.pp.examples import tile_sequences
 
 TRAIN_REGION = "20:1000001-1500000"
 EVAL_REGION = "20:1500001-2000000"

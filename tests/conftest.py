@@ -132,3 +132,32 @@ def cohort(example, panel):
     return gl.pp.personal_sequences(
         example.vcf, fasta=example.fasta, genes=panel, panel=example.panel, unphased="as_listed"
     )
+
+
+class Killed(Exception):
+    """Stands for a run killed half-way."""
+
+
+def pretrain_killed_at(
+    step: int, corpus, output_dir: Path, settings: dict, monkeypatch
+) -> list[int]:
+    """Run ``gl.tl.pretrain`` until its training step ``step``, then kill it.
+
+    Returns the steps the trainer started, so a test can tell which ones a resumed run redoes.
+    """
+    from transformers import Trainer
+
+    steps: list[int] = []
+    real_step = Trainer.training_step
+
+    def killed(self, *args, **kwargs):
+        steps.append(self.state.global_step)
+        if self.state.global_step == step:
+            raise Killed
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", killed)
+    with pytest.raises(Killed):
+        gl.tl.pretrain(corpus, output_dir=output_dir, **settings)
+    monkeypatch.setattr(Trainer, "training_step", real_step)
+    return steps

@@ -10,11 +10,11 @@ import torch
 from transformers import AutoModelForMaskedLM, BertConfig
 
 import genlm_sc as gl
-from conftest import write_fasta, write_vcf
+from conftest import pretrain_killed_at, write_fasta, write_vcf
 from genlm_sc.io import InputFileError
 from genlm_sc.models import DnaMaskingCollator, build_tokenizer, load_tokenizer
 from genlm_sc.pp import PretrainingCorpus, parse_region
-from genlm_sc.pp.corpus import CropDataset
+from genlm_sc.pp.examples import CropDataset
 
 TINY = {"hidden_size": 16, "num_conv_layers": 2, "dilation_cycle": [1, 2]}
 
@@ -182,13 +182,7 @@ def test_pretrain_learns_saves_and_resumes(tmp_path):
     assert record["resumed_from"].endswith("checkpoint-40")
 
 
-class Killed(Exception):
-    """Stands for a run killed half-way."""
-
-
 def test_resumed_pretraining_equals_the_uninterrupted_run(tmp_path, monkeypatch):
-    from transformers import Trainer
-
     motif = "ACGTTGCA"
     train = PretrainingCorpus()
     train._add(np.frombuffer(("ACGTTGCAGT" * 300 + motif * 100).encode(), np.uint8), None, 1.0)
@@ -199,19 +193,7 @@ def test_resumed_pretraining_equals_the_uninterrupted_run(tmp_path, monkeypatch)
                 "device": "cpu", "progress": False, "precision": "fp32"}  # fmt: skip
     whole = gl.tl.pretrain(train, output_dir=tmp_path / "whole", **settings)
 
-    steps = []
-    real_step = Trainer.training_step
-
-    def killed_at_step_15(self, *args, **kwargs):
-        steps.append(self.state.global_step)
-        if self.state.global_step == 15:
-            raise Killed
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", killed_at_step_15)
-    with pytest.raises(Killed):
-        gl.tl.pretrain(train, output_dir=tmp_path / "killed", **settings)
-    monkeypatch.setattr(Trainer, "training_step", real_step)
+    pretrain_killed_at(15, train, tmp_path / "killed", settings, monkeypatch)
     half = tmp_path / "killed" / "checkpoints" / "checkpoint-20"  # a save killed half-way
     half.mkdir()
     (half / "model.safetensors").write_bytes(b"")

@@ -13,6 +13,7 @@ from .conv_lm import GenlmConvConfig, GenlmConvForMaskedLM, GenlmConvModel
 from .encoder import SequenceEncoder, load_encoder
 from .heads import HaplotypeRegressor, PooledSequenceModel, SequenceClassifier, StandardisedHead
 from .masking import DnaMaskingCollator
+from .multitask import AuxiliaryTarget, MultiTaskMaskedLM
 from .record import pretraining_record
 from .token_spans import mask_span, token_base_spans
 from .tokenization import (
@@ -23,6 +24,7 @@ from .tokenization import (
 )
 
 __all__ = [
+    "AuxiliaryTarget",
     "Chunker",
     "DnaMaskingCollator",
     "GenlmConvConfig",
@@ -30,6 +32,7 @@ __all__ = [
     "GenlmConvModel",
     "HaplotypeRegressor",
     "KmerTokenizerFast",
+    "MultiTaskMaskedLM",
     "PooledSequenceModel",
     "SequenceClassifier",
     "SequenceEncoder",

@@ -36,12 +36,16 @@ class DnaMaskingCollator:
     random_state
         The masks of a batch are a function of ``random_state`` and of the batch: of its
         examples' ``index`` when every example has one (the crops of
-        :class:`~genlm_sc.pp.corpus.CropDataset`, so the same crop drawn at another step gets
+        :class:`~genlm_sc.pp.examples.CropDataset`, so the same crop drawn at another step gets
         other masks), else of its sequences (evaluation sets). No state runs on from batch
         to batch, so a run resumed from a checkpoint masks exactly as the uninterrupted
         run did.
     only_variants
         Score only tokens covering a variant (evaluation of the variant-position metrics).
+    targets
+        Auxiliary targets (:class:`~genlm_sc.models.multitask.AuxiliaryTarget`): each
+        batch also carries their labels, ``aux_<name>``, from the examples' ``labels``
+        (:func:`~genlm_sc.models.multitask.token_classes`).
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class DnaMaskingCollator:
         variant_mlm_probability: float | None = None,
         random_state: int = 0,
         only_variants: bool = False,
+        targets: Sequence[Any] = (),
     ):
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -61,6 +66,7 @@ class DnaMaskingCollator:
         self.span = mask_span(tokenizer)
         self.random_state = random_state
         self.only_variants = only_variants
+        self.targets = list(targets)
         specials = set(tokenizer.all_special_ids)
         self._ordinary = np.array([i for i in range(len(tokenizer)) if i not in specials])
 
@@ -93,11 +99,16 @@ class DnaMaskingCollator:
         masked_ids[picked & (roll < 0.8)] = self.tokenizer.mask_token_id
         swap = picked & (roll >= 0.8) & (roll < 0.9)
         masked_ids[swap] = generator.choice(self._ordinary, int(swap.sum()))
-        return {
+        batch = {
             "input_ids": torch.from_numpy(masked_ids),
             "attention_mask": torch.from_numpy(encoded["attention_mask"].astype(np.int64)),
             "labels": torch.from_numpy(labels),
         }
+        if self.targets:
+            from .multitask import token_classes
+
+            batch.update(token_classes(examples, encoded["offset_mapping"], special, self.targets))
+        return batch
 
     def _batch_rng(self, examples: Sequence[dict[str, Any]]) -> np.random.Generator:
         """A generator seeded by ``random_state`` and a digest of the batch."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 import gzip
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,7 @@ from ..io.fasta import FastaReference
 from ..io.files import existing_file, is_gzip
 from ..io.vcf import VariantFile, is_symbolic_allele
 
-__all__ = ["CropDataset", "PretrainingCorpus", "parse_region"]
+__all__ = ["PretrainingCorpus", "cut_labels", "parse_region"]
 
 _REGION = re.compile(r"^(?P<chrom>[^:]+)(?::(?P<start>[\d,]+)-(?P<end>[\d,]+))?$")
 
@@ -74,12 +74,21 @@ class PretrainingCorpus:
         people has weight 40).
     sources
         What was added, in order (recorded in the trained model's ``genlm_pretraining.json``).
+    labels
+        For each sequence, its labels for auxiliary pretraining targets: name → a class
+        (a per-sequence target, e.g. ``{"region": 1}`` from :meth:`add_fasta`) or an
+        integer array of one class per base (a per-base target, :meth:`label_bases`). A
+        sequence without a target's label is not scored on it.
     """
 
     sequences: list[np.ndarray] = field(default_factory=list)
     variant_masks: list[np.ndarray | None] = field(default_factory=list)
     weights: list[float] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
+    labels: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.labels.extend({} for _ in range(len(self.sequences) - len(self.labels)))
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -102,10 +111,64 @@ class PretrainingCorpus:
         """Total bases (without weights)."""
         return int(sum(len(s) for s in self.sequences))
 
-    def _add(self, codes: np.ndarray, variants: np.ndarray | None, weight: float) -> None:
+    def _add(
+        self,
+        codes: np.ndarray,
+        variants: np.ndarray | None,
+        weight: float,
+        labels: Mapping[str, Any] | None = None,
+    ) -> None:
         self.sequences.append(codes)
         self.variant_masks.append(variants)
         self.weights.append(float(weight))
+        self.labels.append(dict(labels or {}))
+
+    def subset(self, keep: Iterable[int]) -> PretrainingCorpus:
+        """The sequences at positions ``keep`` (with their masks, weights and labels)."""
+        out = PretrainingCorpus(sources=[*self.sources])
+        for i in keep:
+            i = int(i)
+            out._add(self.sequences[i], self.variant_masks[i], self.weights[i], self.labels[i])
+        return out
+
+    def label_bases(self, name: str, rule: Callable[[np.ndarray], np.ndarray]) -> PretrainingCorpus:
+        """Attach a per-base target computed from each sequence, e.g. CpG-island membership.
+
+        Parameters
+        ----------
+        name
+            The target's name (as given to :func:`genlm_sc.tl.pretrain`'s ``auxiliary``).
+        rule
+            Called with each sequence's ``uint8`` ASCII codes; returns one class (0, 1, ...)
+            per base, e.g. :func:`genlm_sc.pp.cpg_islands`. Applies to the sequences the
+            corpus holds now.
+        """
+        for i, codes in enumerate(self.sequences):
+            values = np.asarray(rule(codes))
+            if values.shape != codes.shape:
+                raise ValueError(
+                    f"label_bases({name!r}): the rule returned shape {values.shape} for a "
+                    f"sequence of {len(codes)} bases (sequence {i}); it must give one class "
+                    "per base"
+                )
+            if values.size and (values.min() < 0 or values.max() > np.iinfo(np.int16).max):
+                raise ValueError(f"label_bases({name!r}): classes must be integers from 0")
+            self.labels[i][name] = values.astype(np.int16)
+        self.sources.append(
+            {"kind": "base_labels", "name": name, "rule": getattr(rule, "__name__", repr(rule))}
+        )
+        return self
+
+    def label_kinds(self) -> dict[str, str]:
+        """Each label name → ``"sequence"`` or ``"base"`` (refused if a name is both)."""
+        kinds: dict[str, str] = {}
+        for labels in self.labels:
+            for name, value in labels.items():
+                kind = "base" if np.ndim(value) else "sequence"
+                if kinds.setdefault(name, kind) != kind:
+                    raise ValueError(f"label {name!r} is per-sequence on some sequences and "
+                                     "per-base on others")  # fmt: skip
+        return kinds
 
     def add_fasta(
         self,
@@ -114,6 +177,7 @@ class PretrainingCorpus:
         regions: Sequence[str] | None = None,
         min_length: int = 50,
         weight: float = 1.0,
+        labels: Mapping[str, int] | None = None,
     ) -> PretrainingCorpus:
         """Reference sequence from a FASTA.
 
@@ -128,11 +192,18 @@ class PretrainingCorpus:
             Records (or stretches between runs of ``N``) shorter than this are skipped.
         weight
             Sampling weight per base.
+        labels
+            Per-sequence labels of every sequence this adds, e.g. ``{"region": 1}`` for
+            promoters and ``{"region": 0}`` for background (auxiliary targets of
+            :func:`genlm_sc.tl.pretrain`).
         """
         n_before, bases_before = len(self), self.n_bases
+        for name, value in (labels or {}).items():
+            if not isinstance(value, int | np.integer) or value < 0:
+                raise ValueError(f"label {name!r} must be a class number from 0, got {value!r}")
         for codes in _fasta_sequences(fasta, regions):
             for piece in _split_on_n(codes, min_length):
-                self._add(piece, None, weight)
+                self._add(piece, None, weight, labels)
         self.sources.append(
             {
                 "kind": "reference",
@@ -140,6 +211,7 @@ class PretrainingCorpus:
                 "regions": list(regions) if regions else None,
                 "n_sequences": len(self) - n_before,
                 "n_bases": self.n_bases - bases_before,
+                **({"labels": dict(labels)} if labels else {}),
             }
         )
         return self
@@ -319,15 +391,17 @@ class PretrainingCorpus:
         n_groups = int(groups.max()) + 1 if len(groups) else 0
         train, held = PretrainingCorpus(sources=[*self.sources]), PretrainingCorpus()
         many = n_groups >= every
-        for codes, mask, weight, group in zip(
-            self.sequences, self.variant_masks, self.weights, groups.tolist(), strict=True
-        ):
+        for codes, mask, weight, labels, group in zip(
+            self.sequences, self.variant_masks, self.weights, self.labels, groups.tolist(),
+            strict=True,
+        ):  # fmt: skip
             if many:
-                (held if group % every == every - 1 else train)._add(codes, mask, weight)
+                (held if group % every == every - 1 else train)._add(codes, mask, weight, labels)
                 continue
             cut = len(codes) - len(codes) // 10
-            train._add(codes[:cut], None if mask is None else mask[:cut], weight)
-            held._add(codes[cut:], None if mask is None else mask[cut:], weight)
+            for part, piece in ((train, slice(None, cut)), (held, slice(cut, None))):
+                part._add(codes[piece], None if mask is None else mask[piece], weight,
+                          cut_labels(labels, piece))  # fmt: skip
         unit = "sequence" if overlap is None else f"group of sequences sharing {overlap} bases"
         how = f"every {every}th {unit}" if many else "last tenth of each sequence"
         held.sources = [
@@ -339,68 +413,6 @@ class PretrainingCorpus:
     def description(self) -> list[dict[str, Any]]:
         """What the corpus was built from (JSON-ready)."""
         return [dict(s) for s in self.sources]
-
-
-class CropDataset:
-    """Random crops of a corpus, ``length`` bases each, drawn in proportion to weight × length.
-
-    Item ``i`` is a pure function of ``(random_state, i)`` and carries ``index`` ``i`` (the
-    masking collator draws its masks from it), so an interrupted and resumed run sees the
-    same examples with the same masks. Sequences shorter than ``length`` are returned whole.
-    """
-
-    def __init__(
-        self, corpus: PretrainingCorpus, *, length: int, n_examples: int, random_state: int = 0
-    ):
-        if not len(corpus):
-            raise ValueError("the pretraining corpus is empty")
-        self.corpus, self.length, self.n_examples, self.random_state = (
-            corpus,
-            length,
-            n_examples,
-            random_state,
-        )
-        sizes = np.array([max(len(s) - length + 1, 1) for s in corpus.sequences], dtype=float)
-        mass = sizes * np.asarray(corpus.weights, dtype=float)
-        self._cumulative = np.cumsum(mass / mass.sum())
-
-    def __len__(self) -> int:
-        return self.n_examples
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        generator = np.random.default_rng([self.random_state, int(i)])
-        drawn = int(np.searchsorted(self._cumulative, generator.random(), side="right"))
-        j = min(drawn, len(self.corpus) - 1)
-        codes = self.corpus.sequences[j]
-        offset = int(generator.integers(0, max(len(codes) - self.length, 0) + 1))
-        crop = slice(offset, offset + self.length)
-        mask = self.corpus.variant_masks[j]
-        return {
-            "index": int(i),
-            "sequence": codes[crop].tobytes().decode("ascii"),
-            "variant": None if mask is None else mask[crop],
-        }
-
-
-def tile_sequences(corpus: PretrainingCorpus, *, length: int) -> list[dict[str, Any]]:
-    """Non-overlapping ``length``-base pieces of every corpus sequence (for evaluation).
-
-    Each piece is a dict: ``sequence``, ``variant`` (its variant mask or ``None``), and
-    ``source`` and ``start``, the index of the corpus sequence and the piece's offset in it.
-    """
-    out = []
-    for index, (codes, mask) in enumerate(zip(corpus.sequences, corpus.variant_masks, strict=True)):
-        for start in range(0, max(len(codes) - length // 2, 1), length):
-            piece = slice(start, start + length)
-            out.append(
-                {
-                    "sequence": codes[piece].tobytes().decode("ascii"),
-                    "variant": None if mask is None else mask[piece],
-                    "source": index,
-                    "start": start,
-                }
-            )
-    return out
 
 
 def _write_allele(
@@ -500,3 +512,8 @@ def _split_on_n(codes: np.ndarray, min_length: int, max_n_run: int = 50) -> list
             cursor = run_end
     pieces.append(codes[cursor:])
     return [p for p in pieces if len(p) >= min_length]
+
+
+def cut_labels(labels: Mapping[str, Any], piece: slice) -> dict[str, Any]:
+    """Labels of a piece of a sequence: per-base arrays cut, per-sequence classes kept."""
+    return {name: value[piece] if np.ndim(value) else value for name, value in labels.items()}

@@ -133,9 +133,7 @@ def decontaminate(
                 }
             )
     report = pd.DataFrame(rows, columns=["labelled_set", *by, *REPORT_COLUMNS])
-    clean = PretrainingCorpus(sources=[*corpus.sources])
-    for i in np.flatnonzero(~removed):
-        clean._add(corpus.sequences[i], corpus.variant_masks[i], corpus.weights[i])
+    clean = corpus.subset(np.flatnonzero(~removed))
     clean.sources.append(
         {
             "kind": "decontaminated",

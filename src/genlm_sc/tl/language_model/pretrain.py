@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ def pretrain(
     weight_decay: float = 0.01,
     mlm_probability: float = 0.15,
     variant_mlm_probability: float | None = None,
+    auxiliary: Mapping[str, float] | None = None,
     eval_steps: int = 100,
     eval_examples: int = 256,
     save_steps: int | None = None,
@@ -79,6 +81,19 @@ def pretrain(
         Optimisation (AdamW, linear warm-up then cosine decay).
     mlm_probability, variant_mlm_probability
         Masking rate, and the rate at tokens covering a variant (``None``: the same).
+    auxiliary
+        Multi-task pretraining (LOGO): label name → loss weight, for labels attached to
+        the corpus (:attr:`~genlm_sc.pp.PretrainingCorpus.labels`: per-sequence ones from
+        ``add_fasta(labels=...)``, per-base ones from
+        :meth:`~genlm_sc.pp.PretrainingCorpus.label_bases`). Each gets a linear head on
+        the encoder's last token states (pooled over the sequence for a per-sequence
+        label), trained on the same masked input as the masked LM; the loss is the
+        masked-LM loss plus the weighted auxiliary losses
+        (:class:`~genlm_sc.models.MultiTaskMaskedLM`). The number of classes is the
+        largest label + 1. The heads are saved next to the model and ignored when it is
+        loaded as a masked LM or for embedding; held-out metrics add ``mlm_loss`` (the
+        masked-LM part alone, comparable with a run without targets) and each target's
+        ``<name>_loss`` and ``<name>_accuracy``.
     eval_steps, eval_examples
         Evaluate every ``eval_steps`` steps on up to ``eval_examples`` held-out windows.
     save_steps
@@ -112,8 +127,10 @@ def pretrain(
     from transformers import set_seed
 
     from ...models.masking import DnaMaskingCollator
-    from ...pp.corpus import CropDataset, PretrainingCorpus, tile_sequences
-    from ..training import quiet_progress, resume_point, training_arguments
+    from ...models.multitask import PREFIX, MultiTaskMaskedLM
+    from ...pp.corpus import PretrainingCorpus
+    from ...pp.examples import CropDataset, tile_sequences
+    from ..training import quiet_progress, quiet_trainer, resume_point, training_arguments
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -125,6 +142,8 @@ def pretrain(
     tokenizer = _tokenizer(tokenizer, corpus, k=k, vocab_size=vocab_size)
     tokenizer.model_max_length = max(tokenizer.model_max_length or 0, sequence_length + 2)
     mlm = _model(model, tokenizer)
+    targets = _auxiliary_targets(auxiliary, corpus, eval_corpus)
+    trained = MultiTaskMaskedLM(mlm, targets) if targets else mlm
     max_tokens = sequence_length + 2
 
     train_set = CropDataset(
@@ -142,14 +161,16 @@ def pretrain(
         mlm_probability=mlm_probability,
         variant_mlm_probability=variant_mlm_probability,
         random_state=random_state,
+        targets=targets,
     )
     eval_collators = {
         "heldout": DnaMaskingCollator(
             tokenizer, max_length=max_tokens, mlm_probability=mlm_probability,
-            random_state=random_state + 1,
+            random_state=random_state + 1, targets=targets,
         ),
         "variants": DnaMaskingCollator(
             tokenizer, max_length=max_tokens, random_state=random_state + 1, only_variants=True,
+            targets=targets,
         ),
     }  # fmt: skip
 
@@ -162,16 +183,17 @@ def pretrain(
         warmup_steps=warmup_steps, scheduler="cosine", evaluate=True, eval_steps=eval_steps,
         save_steps=save_steps or eval_steps, save_total_limit=2,
         logging_steps=max(min(eval_steps // 5, 50), 1), include_for_metrics=[],
+        label_names=["labels", *(PREFIX + t.name for t in targets)],
     )  # fmt: skip
     trainer = _trainer_class()(
-        model=mlm,
+        model=trained,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_sets,
         data_collator=collator,
         eval_collators=eval_collators,
-        compute_metrics=_masked_accuracy,
-        preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1),
+        compute_metrics=lambda prediction: _metrics(prediction, targets),
+        preprocess_logits_for_metrics=lambda logits, labels: _reduce(logits, targets),
     )
     quiet_progress(trainer, progress)
     settings = {
@@ -182,15 +204,16 @@ def pretrain(
         "weight_decay": weight_decay, "mlm_probability": mlm_probability,
         "variant_mlm_probability": variant_mlm_probability, "random_state": random_state,
         "eval_steps": eval_steps, "eval_examples": eval_examples, "precision": dtype,
+        "auxiliary": [vars(t) for t in targets],
     }  # fmt: skip
     for volatile in ("transformers_version", "_name_or_path"):
         settings["model"].pop(volatile, None)
     checkpoint = resume_point(output_dir / "checkpoints", settings, resume=resume)
-    with quiet_transformers(not progress):
+    with quiet_transformers(not progress), quiet_trainer():
         without_denormals(  # denormals slow CPU training steps
             lambda: trainer.train(resume_from_checkpoint=checkpoint), device=resolved
         )
-        metrics = _final_metrics(trainer.evaluate(), tokenizer)
+        metrics = _final_metrics(trainer.evaluate(), tokenizer, targets)
         trainer.save_model(os.fspath(output_dir))
         tokenizer.save_pretrained(os.fspath(output_dir))
     record = {
@@ -202,6 +225,7 @@ def pretrain(
         "sequence_length": sequence_length,
         "mlm_probability": mlm_probability,
         "variant_mlm_probability": variant_mlm_probability,
+        "auxiliary": [vars(t) for t in targets],
         "max_steps": max_steps,
         "batch_size": batch_size,
         "learning_rate": learning_rate,
@@ -222,7 +246,26 @@ def _trainer_class():
     from transformers import Trainer
 
     class DnaTrainer(Trainer):
-        """A Trainer with one data collator per evaluation set."""
+        """A Trainer with one data collator per evaluation set, which saves and resumes a
+        multi-task model as a masked-LM checkpoint plus its auxiliary heads."""
+
+        def _save(self, output_dir=None, state_dict=None):
+            from ...models.multitask import MultiTaskMaskedLM
+
+            if not isinstance(self.model, MultiTaskMaskedLM):
+                return super()._save(output_dir, state_dict=state_dict)
+            output_dir = output_dir or self.args.output_dir
+            if self.args.should_save:
+                self.model.save_pretrained(output_dir)
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            from ...models.multitask import MultiTaskMaskedLM
+
+            model = model or self.model
+            if not isinstance(model, MultiTaskMaskedLM):
+                return super()._load_from_checkpoint(resume_from_checkpoint, model=model)
+            saved = MultiTaskMaskedLM.from_pretrained(resume_from_checkpoint)
+            model.load_state_dict(saved.state_dict())
 
         def __init__(self, *args, eval_collators: dict[str, Any], **kwargs):
             super().__init__(*args, **kwargs)
@@ -277,21 +320,69 @@ def _model(model: Any, tokenizer):
     return AutoModelForMaskedLM.from_config(model)
 
 
-def _masked_accuracy(prediction) -> dict[str, float]:
-    predicted = np.asarray(prediction.predictions)
-    labels = np.asarray(prediction.label_ids)
-    scored = labels != -100
-    return {"accuracy": float((predicted[scored] == labels[scored]).mean()) if scored.any() else 0}
+def _auxiliary_targets(auxiliary: Mapping[str, float] | None, corpus, eval_corpus) -> list:
+    """The corpus labels named in ``auxiliary`` as targets (level and classes from the data)."""
+    from ...models.multitask import AuxiliaryTarget
+
+    if not auxiliary:
+        return []
+    kinds = corpus.label_kinds()
+    targets = []
+    for name, weight in auxiliary.items():
+        if name not in kinds:
+            raise ValueError(
+                f"auxiliary target {name!r} is not a label of the training corpus (labels: "
+                f"{sorted(kinds) or 'none'}); attach it with add_fasta(labels=...) or "
+                "label_bases"
+            )
+        largest = max(
+            int(np.max(labels[name])) for part in (corpus, eval_corpus)
+            for labels in part.labels if name in labels and np.size(labels[name])
+        )  # fmt: skip
+        targets.append(AuxiliaryTarget(name, kinds[name], max(largest + 1, 2), float(weight)))
+    return targets
 
 
-def _final_metrics(raw: dict[str, float], tokenizer) -> dict[str, float]:
+def _reduce(logits: Any, targets: list) -> Any:
+    """What evaluation keeps of a batch's outputs: predicted classes and the losses."""
+    if not targets:
+        return logits.argmax(-1)
+    keys = ["logits", "mlm_loss"]
+    for target in targets:
+        keys += [f"{target.name}_logits", f"{target.name}_loss"]
+    named = dict(zip(keys, logits, strict=True))
+    return tuple(v.argmax(-1) if k.endswith("logits") else v for k, v in named.items())
+
+
+def _metrics(prediction, targets: list) -> dict[str, float]:
+    """Masked-token accuracy; with targets also the masked-LM loss and each target's
+    loss and accuracy."""
+
+    def accuracy(predicted, labels) -> float:
+        predicted, labels = np.asarray(predicted), np.asarray(labels)
+        scored = labels != -100
+        return float((predicted[scored] == labels[scored]).mean()) if scored.any() else 0.0
+
+    if not targets:
+        return {"accuracy": accuracy(prediction.predictions, prediction.label_ids)}
+    outputs, labels = prediction.predictions, prediction.label_ids
+    out = {"accuracy": accuracy(outputs[0], labels[0]), "mlm_loss": float(np.mean(outputs[1]))}
+    for i, target in enumerate(targets):
+        out[f"{target.name}_accuracy"] = accuracy(outputs[2 + 2 * i], labels[1 + i])
+        out[f"{target.name}_loss"] = float(np.mean(outputs[3 + 2 * i]))
+    return out
+
+
+def _final_metrics(raw: dict[str, float], tokenizer, targets: list = ()) -> dict[str, float]:
     from ...models import tokenizer_info
 
     out = {}
     single_base = tokenizer_info(tokenizer)["kind"] == "char"
+    # with targets the Trainer's loss is the total; the masked-LM part is ``mlm_loss``
+    language_model_loss = "_mlm_loss" if targets else "_loss"
     for key, value in raw.items():
         out[key] = value
-        if key.endswith("_loss"):
+        if key.endswith(language_model_loss):
             stem = key[: -len("_loss")]
             out[f"{stem}_perplexity"] = math.exp(value)
             out[f"{stem}_bits_per_token"] = value / math.log(2)
