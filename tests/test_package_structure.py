@@ -176,3 +176,33 @@ def test_every_imported_distribution_is_declared():
         & declared
     }
     assert undeclared == {}, f"imported but not in pyproject.toml: {undeclared}"
+
+
+HEAVY = ("torch", "transformers", "scanpy")
+
+
+def test_reading_genotypes_loads_neither_torch_nor_scanpy():
+    """``import genlm_sc`` and building haplotypes start without the heavy dependencies."""
+    import subprocess
+
+    code = (
+        "import sys, genlm_sc as gl\n"
+        "example = gl.datasets.chr20_example()\n"
+        "genes = gl.datasets.example_gene_panel(width=1000)[:2].copy()\n"
+        "gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=genes,\n"
+        "                         unphased='random')\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("floor", ["", ".tl", ".pl", ".pp", ".models", ".datasets"])
+def test_every_public_name_resolves(floor):
+    """Names loaded on first use (``lazy_loader``) point at real modules and objects."""
+    import importlib
+
+    module = importlib.import_module("genlm_sc" + floor)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"genlm_sc{floor}.{name}"

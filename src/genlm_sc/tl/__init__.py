@@ -14,51 +14,25 @@
     :func:`fit_classifier`, :func:`predict_classifier`.
 """
 
-from .expression.fit import fit_dosages, fit_expression
-from .expression.gene_level import fit_gene_expression
-from .expression.predictability import predictability
-from .language_model.clustering import cluster_agreement
-from .language_model.embed import embed
-from .language_model.kmer import kmer_profile
-from .language_model.pretrain import pretrain
-from .motifs.scanner import scan_motifs
-from .motifs.variants import motif_matches
+import lazy_loader
 
-__all__: list[str] = [
-    "attention",
-    "attribute",
-    "cluster_agreement",
-    "embed",
-    "fit_classifier",
-    "fit_dosages",
-    "fit_expression",
-    "fit_gene_expression",
-    "kmer_profile",
-    "motif_matches",
-    "predict",
-    "predict_classifier",
-    "predictability",
-    "pretrain",
-    "scan_motifs",
-    "variant_effects",
-]
-
-
-#: Tools imported on first use (they load PyTorch): name → module.
-_LAZY = {
-    "predict": ".expression.finetune",
-    "attention": ".attribution.attention",
-    "attribute": ".attribution.attribute",
-    "variant_effects": ".attribution.variant_effects",
-    "fit_classifier": ".classification.classifier",
-    "predict_classifier": ".classification.classifier",
-}
-
-
-def __getattr__(name: str):
-    """PyTorch-based tools are imported on first use."""
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: Every tool, imported on first use (most load PyTorch or scanpy): module → names.
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "attribution.attention": ["attention"],
+        "attribution.attribute": ["attribute"],
+        "attribution.variant_effects": ["variant_effects"],
+        "classification.classifier": ["fit_classifier", "predict_classifier"],
+        "expression.finetune": ["predict"],
+        "expression.fit": ["fit_dosages", "fit_expression"],
+        "expression.gene_level": ["fit_gene_expression"],
+        "expression.predictability": ["predictability"],
+        "language_model.clustering": ["cluster_agreement"],
+        "language_model.embed": ["embed"],
+        "language_model.kmer": ["kmer_profile"],
+        "language_model.pretrain": ["pretrain"],
+        "motifs.scanner": ["scan_motifs"],
+        "motifs.variants": ["motif_matches"],
+    },
+)
