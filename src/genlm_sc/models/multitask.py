@@ -221,6 +221,7 @@ class MultiTaskMaskedLM(nn.Module):
         from safetensors.torch import load_file
         from transformers import AutoModelForMaskedLM
 
+        from .._quiet import quiet_transformers
         from .loading import CheckpointError, from_local
 
         path = Path(path)
@@ -231,7 +232,8 @@ class MultiTaskMaskedLM(nn.Module):
             )
         settings = json.loads((path / AUXILIARY_FILE).read_text())
         targets = [AuxiliaryTarget(**t) for t in settings["targets"]]
-        model = cls(from_local(AutoModelForMaskedLM, path), targets)
+        with quiet_transformers(errors_only=True):  # a half-loaded model is refused by from_local
+            model = cls(from_local(AutoModelForMaskedLM, path), targets)
         state = load_file(os.fspath(path / HEADS_FILE))
         expected = model.heads.state_dict()
         wrong = sorted(
