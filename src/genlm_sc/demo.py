@@ -72,15 +72,17 @@ def language_model(cohort, files, out: Path, *, steps: int) -> None:
     corpus = PretrainingCorpus().add_fasta(files.fasta, regions=train)
     corpus.add_variant_windows(files.vcf, fasta=files.fasta, regions=train, width=512)
     evaluation = PretrainingCorpus().add_fasta(files.fasta, regions=held_out)
+    print(f"pretraining a small variant-aware language model for {steps} steps on "
+          f"{', '.join(train)} (held out: {', '.join(held_out)})", flush=True)  # fmt: skip
     model_dir = gl.tl.pretrain(
         corpus, eval_corpus=evaluation, output_dir=out / "chr20_lm", max_steps=steps,
-        eval_steps=max(steps // 2, 1), progress=False, genome_build="GRCh37",
+        eval_steps=max(steps // 2, 1), genome_build="GRCh37",
     )  # fmt: skip
     bits = pretraining_record(model_dir)["metrics"]["eval_heldout_bits_per_base"]
     print(f"pretrained {model_dir}: {bits:.3f} bits/base on the held-out region")
     # the gene whose number of distinct haplotypes is closest to 60 (a quick demo)
     gene = (cohort.var["n_haplotypes"] - 60).abs().idxmin()
-    gl.tl.embed(cohort, model=model_dir, genes=[gene], progress=False)
+    gl.tl.embed(cohort, model=model_dir, genes=[gene])
     n_forward = cohort.uns["gl"]["embeddings"]["X_gl"]["n_forward_sequences"]
     print(
         f"embedded {n_forward} distinct haplotypes of {gene} ({2 * cohort.n_obs} person-haplotypes)"
