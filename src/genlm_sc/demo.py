@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -64,6 +65,7 @@ def main(outdir: str = "genlm_sc_demo", *, pretrain_steps: int = 150) -> None:
 def language_model(cohort, files, out: Path, *, steps: int) -> None:
     """Pretrain with variants, embed the cohort's haplotypes, cluster people with scanpy."""
     import scanpy as sc
+    from scipy.sparse import SparseEfficiencyWarning
 
     from .models import pretraining_record
     from .pp import PretrainingCorpus
@@ -88,7 +90,9 @@ def language_model(cohort, files, out: Path, *, steps: int) -> None:
         f"embedded {n_forward} distinct haplotypes of {gene} ({2 * cohort.n_obs} person-haplotypes)"
     )
     people = gl.get.gene_view(cohort, gene)
-    sc.pp.neighbors(people, use_rep="X_gl")
+    with warnings.catch_warnings():  # people sharing both haplotypes sit at distance 0
+        warnings.filterwarnings("ignore", category=SparseEfficiencyWarning)
+        sc.pp.neighbors(people, use_rep="X_gl")
     sc.tl.umap(people, random_state=0)
     sc.tl.leiden(people, flavor="igraph", n_iterations=2, directed=False, random_state=0)
     ax = gl.pl.embedding(people, basis="umap", color="leiden")
