@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -64,6 +65,7 @@ def main(outdir: str = "genlm_sc_demo", *, pretrain_steps: int = 150) -> None:
 def language_model(cohort, files, out: Path, *, steps: int) -> None:
     """Pretrain with variants, embed the cohort's haplotypes, cluster people with scanpy."""
     import scanpy as sc
+    from scipy.sparse import SparseEfficiencyWarning
 
     from .models import pretraining_record
     from .pp import PretrainingCorpus
@@ -72,21 +74,25 @@ def language_model(cohort, files, out: Path, *, steps: int) -> None:
     corpus = PretrainingCorpus().add_fasta(files.fasta, regions=train)
     corpus.add_variant_windows(files.vcf, fasta=files.fasta, regions=train, width=512)
     evaluation = PretrainingCorpus().add_fasta(files.fasta, regions=held_out)
+    print(f"pretraining a small variant-aware language model for {steps} steps on "
+          f"{', '.join(train)} (held out: {', '.join(held_out)})", flush=True)  # fmt: skip
     model_dir = gl.tl.pretrain(
         corpus, eval_corpus=evaluation, output_dir=out / "chr20_lm", max_steps=steps,
-        eval_steps=max(steps // 2, 1), progress=False, genome_build="GRCh37",
+        eval_steps=max(steps // 2, 1), genome_build="GRCh37",
     )  # fmt: skip
     bits = pretraining_record(model_dir)["metrics"]["eval_heldout_bits_per_base"]
     print(f"pretrained {model_dir}: {bits:.3f} bits/base on the held-out region")
     # the gene whose number of distinct haplotypes is closest to 60 (a quick demo)
     gene = (cohort.var["n_haplotypes"] - 60).abs().idxmin()
-    gl.tl.embed(cohort, model=model_dir, genes=[gene], progress=False)
+    gl.tl.embed(cohort, model=model_dir, genes=[gene])
     n_forward = cohort.uns["gl"]["embeddings"]["X_gl"]["n_forward_sequences"]
     print(
         f"embedded {n_forward} distinct haplotypes of {gene} ({2 * cohort.n_obs} person-haplotypes)"
     )
     people = gl.get.gene_view(cohort, gene)
-    sc.pp.neighbors(people, use_rep="X_gl")
+    with warnings.catch_warnings():  # people sharing both haplotypes sit at distance 0
+        warnings.filterwarnings("ignore", category=SparseEfficiencyWarning)
+        sc.pp.neighbors(people, use_rep="X_gl")
     sc.tl.umap(people, random_state=0)
     sc.tl.leiden(people, flavor="igraph", n_iterations=2, directed=False, random_state=0)
     ax = gl.pl.embedding(people, basis="umap", color="leiden")

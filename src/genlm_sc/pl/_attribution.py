@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 
 from .._dna import BASES
 from ..get import gene_index, haplotype_store, is_cohort
+from ._labels import label_points
 
 __all__ = ["attribution", "ism", "variant_effects"]
 
@@ -229,11 +230,8 @@ def variant_effects(
                label="opposite sign")  # fmt: skip
     ax.axhline(0, color="grey", lw=0.6)
     ax.axvline(0, color="grey", lw=0.6)
-    for _, row in both.reindex(both[x].abs().sort_values(ascending=False).index)[
-        :label_top
-    ].iterrows():
-        ax.annotate(str(row["variant_id"]), (row[x], row[y]), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    top = both.loc[both[x].abs().sort_values(ascending=False).index[:label_top]]
+    label_points(ax, top["variant_id"], top[x], top[y], avoid_x=both[x], avoid_y=both[y])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     share = agree.mean() if len(both) else np.nan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -71,7 +72,9 @@ def embedding(
         raise KeyError(
             f"no embedding obsm['X_{basis}'] (have {list(adata.obsm)}); compute it first: {how}"
         )
-    return sc.pl.embedding(adata, basis, color=color, ax=ax, show=False, **kwargs)
+    with warnings.catch_warnings():  # scanpy's own use of a matplotlib call being retired
+        warnings.filterwarnings("ignore", "The set_bad function", PendingDeprecationWarning)
+        return sc.pl.embedding(adata, basis, color=color, ax=ax, show=False, **kwargs)
 
 
 def cluster_agreement(

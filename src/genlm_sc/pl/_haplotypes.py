@@ -7,6 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 
+from ._labels import label_points
+
 
 def haplotype_diversity(adata: ad.AnnData, *, label: int = 4, ax: Axes | None = None) -> Axes:
     """Distinct haplotypes per gene against the number of variants in its window.
@@ -38,11 +40,9 @@ def haplotype_diversity(adata: ad.AnnData, *, label: int = 4, ax: Axes | None = 
     ranked = var.sort_values("n_haplotypes")
     ends = np.unique(np.r_[: min(label, len(ranked)), max(len(ranked) - label, 0) : len(ranked)])
     named = ranked.iloc[ends] if label else ranked.iloc[:0]
-    for name, x, y in zip(
-        named["gene_name"], named["n_variants"], named["n_haplotypes"], strict=True
-    ):
-        ax.annotate(name, (x, y), fontsize=7, xytext=(3, 2), textcoords="offset points")
-    ax.set_yscale("log")
+    ax.set_yscale("log")  # before the labels are placed: they are moved in display space
+    label_points(ax, named["gene_name"], named["n_variants"], named["n_haplotypes"],
+                 avoid_x=var["n_variants"], avoid_y=var["n_haplotypes"])  # fmt: skip
     ax.set_xlabel("variants in window")
     ax.set_ylabel("distinct haplotypes")
     ax.set_title("Haplotype diversity per gene (blue: + strand, orange: − strand)", fontsize=9)

@@ -9,6 +9,7 @@ from matplotlib.axes import Axes
 from scipy import stats
 
 from ..tl.expression.predictability import UNS_KEY
+from ._labels import label_points
 
 __all__ = ["predictability"]
 
@@ -59,9 +60,7 @@ def predictability(
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))
     ax.scatter(both[x], both[y], s=24, color="tab:blue", edgecolor="k", lw=0.4)
-    for gene, row in both.iterrows():
-        ax.annotate(str(names[gene]), (row[x], row[y]), fontsize=6, xytext=(2, 2),
-                    textcoords="offset points")  # fmt: skip
+    label_points(ax, names[both.index], both[x], both[y], fontsize=6)
     rho = np.nan
     if len(both) >= 3 and both[x].nunique() > 1 and both[y].nunique() > 1:
         rho = float(stats.spearmanr(both[x], both[y]).statistic)
