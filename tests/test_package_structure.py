@@ -204,5 +204,6 @@ def test_every_public_name_resolves(floor):
     import importlib
 
     module = importlib.import_module("genlm_sc" + floor)
+    assert set(module.__all__) <= set(dir(module)), "dir() must list every public name"
     for name in module.__all__:
         assert getattr(module, name) is not None, f"genlm_sc{floor}.{name}"

@@ -15,8 +15,11 @@ from . import get, io, pp
 from ._version import __version__
 from .store import read, write
 
-__getattr__, __dir__, _ = lazy_loader.attach(
-    __name__, submodules=["datasets", "models", "pl", "tl"]
-)
+__getattr__, _, _ = lazy_loader.attach(__name__, submodules=["datasets", "models", "pl", "tl"])
 
 __all__ = ["__version__", "datasets", "get", "io", "models", "pl", "pp", "read", "tl", "write"]
+
+
+def __dir__() -> list[str]:
+    """Every public name, the ones loaded on first use included (for tab completion)."""
+    return sorted(__all__)

@@ -67,6 +67,8 @@ class AuxiliaryTarget:
     weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.name == "mlm":
+            raise ValueError("target 'mlm': the name is taken by the masked-LM loss")
         if self.level not in ("sequence", "base"):
             raise ValueError(f"target {self.name!r}: level must be 'sequence' or 'base'")
         if self.n_classes < 2:
@@ -233,7 +235,7 @@ class MultiTaskMaskedLM(nn.Module):
         settings = json.loads((path / AUXILIARY_FILE).read_text())
         targets = [AuxiliaryTarget(**t) for t in settings["targets"]]
         with quiet_transformers(errors_only=True):  # a half-loaded model is refused by from_local
-            model = cls(from_local(AutoModelForMaskedLM, path), targets)
+            model = cls(from_local(AutoModelForMaskedLM, path, strict=True), targets)
         state = load_file(os.fspath(path / HEADS_FILE))
         expected = model.heads.state_dict()
         wrong = sorted(

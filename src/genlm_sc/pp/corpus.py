@@ -2,7 +2,8 @@
 
 A :class:`PretrainingCorpus` holds sequences (``uint8`` ASCII) with, for each, a boolean
 mask of the bases that differ from the reference (variant alleles written in). Training
-examples are random crops of these sequences (:class:`CropDataset`); the masked-LM
+examples are random crops of these sequences (:class:`~genlm_sc.pp.examples.CropDataset`),
+each with the labels of auxiliary targets (:attr:`PretrainingCorpus.labels`); the masked-LM
 collator (:mod:`genlm_sc.models.masking`) reads the variant masks to raise the masking
 rate at variant positions. Three variant-aware recipes:
 

@@ -17,22 +17,25 @@
 import lazy_loader
 
 #: Every tool, imported on first use (most load PyTorch or scanpy): module → names.
-__getattr__, __dir__, __all__ = lazy_loader.attach(
+_TOOLS = {
+    "attribution.attention": ["attention"],
+    "attribution.attribute": ["attribute"],
+    "attribution.variant_effects": ["variant_effects"],
+    "classification.classifier": ["fit_classifier", "predict_classifier"],
+    "expression.finetune": ["predict"],
+    "expression.fit": ["fit_dosages", "fit_expression"],
+    "expression.gene_level": ["fit_gene_expression"],
+    "expression.predictability": ["predictability"],
+    "language_model.clustering": ["cluster_agreement"],
+    "language_model.embed": ["embed"],
+    "language_model.kmer": ["kmer_profile"],
+    "language_model.pretrain": ["pretrain"],
+    "motifs.scanner": ["scan_motifs"],
+    "motifs.variants": ["motif_matches"],
+}
+__getattr__, __dir__, _ = lazy_loader.attach(
     __name__,
-    submod_attrs={
-        "attribution.attention": ["attention"],
-        "attribution.attribute": ["attribute"],
-        "attribution.variant_effects": ["variant_effects"],
-        "classification.classifier": ["fit_classifier", "predict_classifier"],
-        "expression.finetune": ["predict"],
-        "expression.fit": ["fit_dosages", "fit_expression"],
-        "expression.gene_level": ["fit_gene_expression"],
-        "expression.predictability": ["predictability"],
-        "language_model.clustering": ["cluster_agreement"],
-        "language_model.embed": ["embed"],
-        "language_model.kmer": ["kmer_profile"],
-        "language_model.pretrain": ["pretrain"],
-        "motifs.scanner": ["scan_motifs"],
-        "motifs.variants": ["motif_matches"],
-    },
+    submodules=["attribution", "classification", "expression", "language_model", "motifs"],
+    submod_attrs=_TOOLS,
 )
+__all__ = sorted(name for names in _TOOLS.values() for name in names)

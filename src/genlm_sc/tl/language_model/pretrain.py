@@ -378,12 +378,13 @@ def _final_metrics(raw: dict[str, float], tokenizer, targets: list = ()) -> dict
 
     out = {}
     single_base = tokenizer_info(tokenizer)["kind"] == "char"
-    # with targets the Trainer's loss is the total; the masked-LM part is ``mlm_loss``
+    # with targets the Trainer's loss is the total and the masked-LM part is ``mlm_loss``;
+    # perplexity and bits come from the masked-LM part under the names of a plain run
     language_model_loss = "_mlm_loss" if targets else "_loss"
     for key, value in raw.items():
         out[key] = value
         if key.endswith(language_model_loss):
-            stem = key[: -len("_loss")]
+            stem = key[: -len(language_model_loss)]
             out[f"{stem}_perplexity"] = math.exp(value)
             out[f"{stem}_bits_per_token"] = value / math.log(2)
             if single_base:
