@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 from gue import SHARED, TASKS, load_panel, run_neural
 from pretrain_promoters import CORPUS, split
-from pretrain_variant_aware import evaluation_masks, score_tiles
+from pretrain_variant_aware import bootstrap, evaluation_masks, score_tiles
 
 import genlm_sc as gl
 from genlm_sc.models import MultiTaskMaskedLM, load_tokenizer
@@ -135,20 +135,10 @@ def held_out_scores(model_dir: Path, held: PretrainingCorpus, *, multitask: bool
     out = {"tiles": len(tiles), "block_bits": total.tolist(), "block_bases": count.tolist(),
            "block_promoter": kind.tolist()}  # fmt: skip
     for name, keep in (("all", kind >= 0), ("promoter", kind == 1), ("background", kind == 0)):
-        out[f"bits_{name}"] = _mean_and_interval(total[keep], count[keep])
+        out[f"bits_{name}"] = bootstrap(total[keep], count[keep])  # over held-out sequences
     if multitask:
         out["heads"] = head_accuracy(model_dir, tiles)
     return out
-
-
-def _mean_and_interval(total: np.ndarray, count: np.ndarray, n: int = 2000) -> dict:
-    """Bits per base and a 95 % interval over resampled held-out sequences."""
-    used = count > 0
-    total, count = total[used], count[used]
-    picks = np.random.default_rng(0).integers(0, len(count), size=(n, len(count)))
-    draws = total[picks].sum(1) / count[picks].sum(1)
-    interval = [float(np.quantile(draws, q)) for q in (0.025, 0.975)]
-    return {"mean": float(total.sum() / count.sum()), "bases": int(count.sum()), "ci95": interval}
 
 
 @torch.inference_mode()
@@ -268,13 +258,8 @@ def paired_differences(runs: list[dict], groups: np.ndarray) -> list[dict]:
             t = np.zeros((len(units), 2))
             np.add.at(t, unit, total[used])
             c = np.bincount(unit, weights=count[used])
-            picks = np.random.default_rng(seed).integers(0, len(units), size=(2000, len(units)))
-            draws = t[picks].sum(1) / c[picks].sum(1)[:, None]
-            difference = draws[:, 1] - draws[:, 0]
-            interval = [float(np.quantile(difference, q)) for q in (0.025, 0.975)]
-            point = float((t[:, 1].sum() - t[:, 0].sum()) / c.sum())
-            row[name] = {"difference": point, "ci95": interval, "groups": len(units),
-                         "sequences": int(used.sum())}  # fmt: skip
+            paired = bootstrap(t, c, seed=seed)  # resamples groups; last − first arm
+            row[name] = {**paired, "groups": len(units), "sequences": int(used.sum())}
         out.append(row)
     return out
 

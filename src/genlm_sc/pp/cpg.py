@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .overlaps import as_codes
+
 __all__ = ["cpg_islands"]
 
 
@@ -50,13 +52,12 @@ def cpg_islands(
     """
     if min_length < 2:
         raise ValueError(f"min_length must be at least 2, got {min_length}")
-    codes = _codes(sequence)
+    codes = as_codes(sequence)  # upper case
     n = len(codes)
     out = np.zeros(n, dtype=bool)
     if n < min_length:
         return out
-    upper = codes & 0xDF  # ASCII upper case
-    is_c, is_g = upper == ord("C"), upper == ord("G")
+    is_c, is_g = codes == ord("C"), codes == ord("G")
     is_cpg = is_c[:-1] & is_g[1:]
 
     def window_sums(flags: np.ndarray, width: int) -> np.ndarray:
@@ -77,11 +78,3 @@ def cpg_islands(
         np.add.at(cover, starts + min_length, -1)
         out = np.cumsum(cover[:-1]) > 0
     return out
-
-
-def _codes(sequence: str | bytes | np.ndarray) -> np.ndarray:
-    if isinstance(sequence, str):
-        return np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
-    if isinstance(sequence, bytes):
-        return np.frombuffer(sequence, dtype=np.uint8)
-    return np.asarray(sequence, dtype=np.uint8)

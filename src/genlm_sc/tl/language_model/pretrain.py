@@ -91,9 +91,10 @@ def pretrain(
         masked-LM loss plus the weighted auxiliary losses
         (:class:`~genlm_sc.models.MultiTaskMaskedLM`). The number of classes is the
         largest label + 1. The heads are saved next to the model and ignored when it is
-        loaded as a masked LM or for embedding; held-out metrics add ``mlm_loss`` (the
-        masked-LM part alone, comparable with a run without targets) and each target's
-        ``<name>_loss`` and ``<name>_accuracy``.
+        loaded as a masked LM or for embedding. Held-out metrics add ``mlm_loss`` (the
+        masked-LM part of the loss; perplexity and bits are computed from it under the
+        names a run without targets uses) and each target's ``<name>_loss`` and
+        ``<name>_accuracy``.
     eval_steps, eval_examples
         Evaluate every ``eval_steps`` steps on up to ``eval_examples`` held-out windows.
     save_steps
