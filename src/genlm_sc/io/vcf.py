@@ -13,9 +13,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cyvcf2
@@ -23,25 +21,20 @@ import numpy as np
 
 from .errors import InputFileError
 from .files import check_bgzip, existing_file, is_gzip
+from .samples import select_samples
+from .variants import (  # noqa: F401  (re-exported: other modules import them from here)
+    ABSENT,
+    IUPAC_BASES,
+    VariantBlock,
+    check_allele_indices,
+    check_bases,
+    info_values,
+    is_symbolic_allele,
+    passed_filters,
+    r2_field,
+)
 
 _HEADER_FIELD = re.compile(r'([A-Za-z_]+)=("[^"]*"|[^,]*)')
-
-
-#: Second allele of a haploid call.
-ABSENT = -2
-
-#: IUPAC nucleotide codes, either case: what a REF or a sequence ALT allele may hold.
-IUPAC_BASES = "ACGTNRYSWKMBDHVacgtnryswkmbdhv"
-_IUPAC_BYTES = IUPAC_BASES.encode()
-
-
-def is_symbolic_allele(allele: str) -> bool:
-    """Whether an ALT allele names no sequence to write into a haplotype.
-
-    Symbolic (``<DEL>``), spanning deletion (``*``), missing (``.``), breakend
-    (``G]17:198982]``, ``G.``) and empty alleles are skipped when haplotypes are built.
-    """
-    return not allele or allele[0] == "<" or any(c in allele for c in "*.[]")
 
 
 def sort_and_index_hint(path: Path) -> str:
@@ -57,71 +50,6 @@ def sort_and_index_hint(path: Path) -> str:
     )
 
 
-@dataclass
-class VariantBlock:
-    """The records of one region, with genotypes of the selected samples.
-
-    Attributes
-    ----------
-    chrom
-        Contig name as written in the VCF.
-    positions
-        0-based start of each record (``POS - 1``), ``int64``.
-    ids, refs
-        ``ID`` and ``REF`` of each record.
-    alts
-        ``ALT`` alleles of each record (a list per record).
-    alleles
-        ``int8`` array ``(record, sample, 2)`` of allele indices; ``-1`` is missing,
-        :data:`ABSENT` the second allele of a haploid call.
-    phased
-        ``bool`` array ``(record, sample)``: whether the call is phased (``|``).
-    """
-
-    chrom: str
-    positions: np.ndarray
-    ids: list[str] = field(default_factory=list)
-    refs: list[str] = field(default_factory=list)
-    alts: list[list[str]] = field(default_factory=list)
-    alleles: np.ndarray = field(default_factory=lambda: np.zeros((0, 0, 2), np.int8))
-    phased: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def slice(self, start: int, stop: int) -> VariantBlock:
-        """Records ``start`` to ``stop - 1`` (views, no copies of the genotypes)."""
-        return VariantBlock(
-            chrom=self.chrom,
-            positions=self.positions[start:stop],
-            ids=self.ids[start:stop],
-            refs=self.refs[start:stop],
-            alts=self.alts[start:stop],
-            alleles=self.alleles[start:stop],
-            phased=self.phased[start:stop],
-        )
-
-    def select(self, mask: np.ndarray) -> VariantBlock:
-        """The records where ``mask`` is true."""
-        index = np.flatnonzero(mask)
-        return VariantBlock(
-            chrom=self.chrom,
-            positions=self.positions[index],
-            ids=[self.ids[i] for i in index],
-            refs=[self.refs[i] for i in index],
-            alts=[self.alts[i] for i in index],
-            alleles=self.alleles[index],
-            phased=self.phased[index],
-        )
-
-    def record_name(self, i: int) -> str:
-        """``chrom:POS ID REF>ALT`` of record ``i`` (1-based ``POS``), for messages."""
-        return (
-            f"record {self.chrom}:{self.positions[i] + 1} {self.ids[i]} "
-            f"{self.refs[i]}>{','.join(self.alts[i])}"
-        )
-
-
 class VariantFile:
     """A VCF/BCF opened for region queries over a set of samples.
 
@@ -133,29 +61,19 @@ class VariantFile:
         Sample ids to read, in this order; all samples when ``None``.
     """
 
+    #: Name of the format, recorded in provenance.
+    format = "vcf"
+
     def __init__(self, path: str | os.PathLike, *, samples: Sequence[str] | None = None):
         self.path = existing_file(path, what="VCF file")
+        #: The files read (recorded in provenance).
+        self.files = [self.path]
         check_bgzip(self.path, what="VCF", index_hint="tabix -p vcf` or `bcftools index")
         header_samples = _header_samples(self.path)
-        duplicated = [s for s, n in Counter(header_samples).items() if n > 1]
-        if duplicated:
-            raise InputFileError(
-                self.path,
-                f"duplicate sample ids in the header: {', '.join(duplicated[:10])}",
-                record="#CHROM line",
-            )
         if samples is not None:
-            samples = list(samples)
-            repeated = [s for s, n in Counter(samples).items() if n > 1]
-            if repeated:
-                raise ValueError(f"duplicate sample ids in samples=: {', '.join(repeated[:10])}")
-            missing = [s for s in samples if s not in set(header_samples)]
-            if missing:
-                raise InputFileError(
-                    self.path,
-                    f"{len(missing)} requested samples are not in the VCF: "
-                    f"{', '.join(missing[:10])}",
-                )
+            samples = select_samples(self.path, header_samples, samples)
+        else:
+            select_samples(self.path, header_samples, None)
         try:
             self._vcf = cyvcf2.VCF(os.fspath(self.path), samples=samples, lazy=True, threads=1)
         except (OSError, Exception) as err:  # cyvcf2 raises bare Exception on bad headers
@@ -177,6 +95,14 @@ class VariantFile:
         self._n_header_samples = len(header_samples)
         self._text = _open_tabix(self.path)
         self._indexed = any(Path(f"{self.path}{s}").exists() for s in (".tbi", ".csi"))
+        #: ``FILTER`` is read from every record (``VariantBlock.passed_filters``).
+        self.has_filters = True
+        #: The ``INFO`` field read as imputation R² (``None``: the header declares none).
+        self.r2_field = r2_field(
+            line[len("##INFO=<") :].split(",", 1)[0].removeprefix("ID=")
+            for line in self._vcf.raw_header.splitlines()
+            if line.startswith("##INFO=<")
+        )
 
     def _contig_lines(self) -> list[dict[str, str]]:
         """The key=value pairs of each ``##contig=<...>`` header line."""
@@ -243,7 +169,7 @@ class VariantFile:
         block = self._fetch_text(chrom, start, end) if self._text is not None else None
         if block is None:
             block = self._fetch_cyvcf2(chrom, start, end)
-        _check_bases(self.path, block)
+        check_bases(self.path, block)
         return block
 
     def _fetch_text(self, chrom: str, start: int, end: int) -> VariantBlock | None:
@@ -263,7 +189,7 @@ class VariantFile:
                 record=f"{chrom}:{start + 1}-{end}",
             ) from err
         width = 4 * self._n_header_samples - 1
-        positions, ids, refs, alts, calls = [], [], [], [], []
+        positions, ids, refs, alts, filters, infos, calls = [], [], [], [], [], [], []
         for line in lines:
             fields = line.split("\t", 9)
             if len(fields) != 10 or fields[8] != "GT" or len(fields[9]) != width:
@@ -280,6 +206,8 @@ class VariantFile:
             ids.append(fields[2])
             refs.append(fields[3])
             alts.append(fields[4].split(","))
+            filters.append(fields[6])
+            infos.append(fields[7])
             calls.append(fields[9])
         n = len(positions)
         if n:
@@ -295,21 +223,27 @@ class VariantFile:
         alleles = codes[..., 0:3:2].astype(np.int8) - 48
         alleles[alleles == -2] = -1  # "." is 46
         separator = codes[..., 1]
+        positions = np.asarray(positions, dtype=np.int64)
         block = VariantBlock(
             chrom=chrom,
-            positions=np.asarray(positions, dtype=np.int64),
+            positions=positions,
             ids=ids,
             refs=refs,
             alts=alts,
             alleles=alleles,
             phased=separator == 124,
+            passed_filters=passed_filters(filters),
+            imputation_r2=None
+            if self.r2_field is None
+            else info_values(self.path, infos, self.r2_field, chrom=chrom, positions=positions),
         )
-        _check_allele_indices(self.path, block)
+        check_allele_indices(self.path, block)
         return block
 
     def _fetch_cyvcf2(self, chrom: str, start: int, end: int) -> VariantBlock:
         """Records of a region read through cyvcf2 (any VCF/BCF layout)."""
         positions, ids, refs, alts, genotypes = [], [], [], [], []
+        filters, r2 = [], []
         region = f"{chrom}:{start + 1}-{end}"
         n_read = 0
         try:
@@ -324,6 +258,9 @@ class VariantFile:
                     ids.append(rec.ID or ".")
                     refs.append(rec.REF)
                     alts.append(list(rec.ALT))
+                    filters.append(rec.FILTER or "PASS")  # None for PASS and for "."
+                    if self.r2_field is not None:
+                        r2.append(_info_float(self.path, rec, self.r2_field))
                     genotypes.append(rec.genotype.array() if rec.genotype is not None else None)
         except Exception as err:  # htslib errors surface as generic exceptions in cyvcf2
             record, reason = self._unreadable_record(chrom, start, end, n_read)
@@ -362,8 +299,10 @@ class VariantFile:
             alts=alts,
             alleles=alleles,
             phased=phased,
+            passed_filters=passed_filters(filters),
+            imputation_r2=None if self.r2_field is None else np.asarray(r2, dtype=np.float32),
         )
-        _check_allele_indices(self.path, block)
+        check_allele_indices(self.path, block)
         return block
 
     def _unreadable_record(
@@ -433,6 +372,21 @@ def _header_samples(path: Path) -> list[str]:
     raise InputFileError(path, "no #CHROM header line: not a VCF file")
 
 
+def _info_float(path: Path, rec, key: str) -> float:
+    """The first value of ``INFO/key`` of a cyvcf2 record as a float (NaN when absent)."""
+    value = rec.INFO.get(key)
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    if value is None:
+        return float("nan")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputFileError(
+            path, f"INFO/{key}={value!r} is not a number", record=f"record {rec.CHROM}:{rec.POS}"
+        ) from None
+
+
 def _open_tabix(path: Path):
     """A tabix reader for a bgzipped, tabix-indexed text VCF; ``None`` otherwise."""
     import pysam
@@ -462,22 +416,6 @@ def _fixed_width_calls(codes: np.ndarray) -> bool:
     )
 
 
-def _check_allele_indices(path: Path, block: VariantBlock) -> None:
-    """Refuse genotypes that point past the record's ALT alleles."""
-    if not len(block) or not block.alleles.shape[1]:
-        return
-    n_alleles = np.array([1 + len(a) for a in block.alts])
-    bad = (block.alleles.max(axis=(1, 2)) >= n_alleles).nonzero()[0]
-    if len(bad):
-        i = int(bad[0])
-        raise InputFileError(
-            path,
-            f"a genotype refers to allele {int(block.alleles[i].max())} but the record has "
-            f"only {n_alleles[i] - 1} ALT allele(s)",
-            record=block.record_name(i),
-        )
-
-
 def _check_columns(path: Path, lines: list[str], chrom: str, n_samples: int) -> None:
     """Refuse a record whose columns do not match the ``#CHROM`` line, or whose POS is not a number.
 
@@ -502,28 +440,3 @@ def _check_columns(path: Path, lines: list[str], chrom: str, n_samples: int) -> 
             )
         if not fields[1].isdigit():
             raise InputFileError(path, f"POS {fields[1]!r} is not a whole number", record=record)
-
-
-def _check_bases(path: Path, block: VariantBlock) -> None:
-    """Refuse REF and sequence ALT alleles with characters outside the IUPAC nucleotide codes.
-
-    One pass in C over all alleles of the block; records are looked at one by one only when
-    something other than bases is found (symbolic alleles, or the bad one).
-    """
-    if not len(block):
-        return
-    text = "".join(block.refs) + "".join(itertools.chain.from_iterable(block.alts))
-    if not text.encode("utf-8", "replace").translate(None, _IUPAC_BYTES):
-        return
-    for i, (ref, alts) in enumerate(zip(block.refs, block.alts, strict=True)):
-        alleles = [("REF", ref)] + [("ALT", a) for a in alts if not is_symbolic_allele(a)]
-        for kind, allele in alleles:
-            bad = "".join(dict.fromkeys(c for c in allele if c not in IUPAC_BASES))
-            if bad or not allele:
-                raise InputFileError(
-                    path,
-                    f"{kind} allele {allele!r} holds {bad!r}, which are not IUPAC "
-                    f"nucleotide codes ({IUPAC_BASES[:15]}, either case); symbolic ALT alleles "
-                    "are written <DEL>, *, . or as breakends; correct or remove this record",
-                    record=block.record_name(i),
-                )

@@ -14,12 +14,15 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .._provenance import file_record
+from ..io.bgen import BGEN_CALL_THRESHOLD
 from ..io.contigs import match_contigs
 from ..io.errors import InputFileError
 from ..io.expression import read_expression
 from ..io.fasta import FastaReference
+from ..io.genotypes import open_genotypes
 from ..io.samples import read_sample_panel
-from ..io.vcf import VariantBlock, VariantFile, is_symbolic_allele, sort_and_index_hint
+from ..io.variants import VariantBlock, is_symbolic_allele
+from ..io.vcf import sort_and_index_hint
 from ..store import CohortStoreWriter
 from .haplotypes import (
     MissingPolicy,
@@ -27,6 +30,7 @@ from .haplotypes import (
     apply_genotype_policies,
     build_window_haplotypes,
 )
+from .variant_filters import FILTER_REASONS, check_filter_options, filter_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ class _Counts:
     missing_alleles: int = 0
     haploid_calls: int = 0
     skipped_overlapping: int = 0
+    filtered_not_pass: int = 0
+    filtered_low_r2: int = 0
+    filtered_low_maf: int = 0
     mismatches: list[str] = field(default_factory=list)
 
 
@@ -58,7 +65,7 @@ class _Cluster:
 
 
 def personal_sequences(
-    vcf: str | os.PathLike,
+    genotypes: str | os.PathLike,
     *,
     fasta: str | os.PathLike,
     genes: ad.AnnData,
@@ -69,6 +76,10 @@ def personal_sequences(
     unphased: UnphasedPolicy = "error",
     missing: MissingPolicy = "reference",
     ref_mismatch: str = "error",
+    filter_pass: bool = False,
+    min_maf: float = 0.0,
+    min_r2: float = 0.0,
+    bgen_threshold: float = BGEN_CALL_THRESHOLD,
     random_state: int = 0,
     progress: bool | None = None,
 ) -> ad.AnnData:
@@ -76,14 +87,18 @@ def personal_sequences(
 
     Parameters
     ----------
-    vcf
-        Phased VCF/BCF with many samples, bgzipped and indexed.
+    genotypes
+        Phased genotypes of many samples, in any format :func:`genlm_sc.io.open_genotypes`
+        reads: bgzipped and indexed VCF or indexed BCF, PLINK 2 ``.pgen`` (or its prefix, with
+        ``.pvar`` and ``.psam`` next to it), a VCF Zarr folder (``.vcz``) or ``.bgen``. Every
+        format gives the same haplotypes for the same calls.
     fasta
-        The reference the VCF was called against (every REF allele is checked against it).
+        The reference the genotypes were called against (every REF allele is checked
+        against it).
     genes
         Gene panel from :func:`genlm_sc.pp.gene_windows`.
     samples
-        Sample ids to keep (default: all samples of the VCF).
+        Sample ids to keep (default: all samples of the genotype file).
     expression
         Expression table (path or samples × genes DataFrame, see
         :func:`genlm_sc.io.read_expression`). Only people with both genotypes and
@@ -116,7 +131,9 @@ def personal_sequences(
     ``n_variants``, ``n_haplotypes`` (unique) and ``n_skipped_overlapping``; with
     expression also ``has_expression``, false for genes missing from the table, whose ``X``
     column is NaN), ``X`` = expression when given, and ``uns["gl"]`` with provenance,
-    policies and counts. The haplotype tensors are in the store (see
+    policies, filters and counts (records removed by each filter under
+    ``counts["filtered_not_pass"]``, ``["filtered_low_r2"]``, ``["filtered_low_maf"]``,
+    a record counted under the first that removes it). The haplotype tensors are in the store (see
     :func:`genlm_sc.get.haplotype_store`, :func:`genlm_sc.get.haplotypes`).
 
     Notes
@@ -132,18 +149,26 @@ def personal_sequences(
     expression_table = _load_expression(expression)
     unmatched: dict[str, list[str]] = {}
     if expression_table is not None:
-        samples, unmatched = _match_expression_samples(vcf, samples, expression_table, expression)
-    reader = VariantFile(vcf, samples=samples)
+        samples, unmatched = _match_expression_samples(
+            genotypes, samples, expression_table, expression, bgen_threshold
+        )
+    reader = open_genotypes(genotypes, samples=samples, bgen_threshold=bgen_threshold)
+    try:
+        check_filter_options(reader, filter_pass=filter_pass, min_maf=min_maf, min_r2=min_r2)
+    except BaseException:
+        reader.close()
+        raise
+    filters = {"filter_pass": filter_pass, "min_maf": min_maf, "min_r2": min_r2}
     if not reader.has_records():
         warnings.warn(
-            f"{reader.path}: the VCF holds no variant records (a header only), so every "
+            f"{reader.path}: the genotype file holds no variant records (a header only), so every "
             "haplotype is the reference sequence",
             UserWarning,
             stacklevel=2,
         )
     reference = FastaReference(fasta)
     obs = genes.obs
-    contig_map = match_contigs(obs["chrom"].unique(), reader.contig_names(), path=vcf)
+    contig_map = match_contigs(obs["chrom"].unique(), reader.contig_names(), path=reader.path)
     counts = _Counts()
     writer = CohortStoreWriter(store, samples=reader.samples, genes=list(obs.index))
     n_variants, n_haplotypes, n_skipped = [], [], []
@@ -167,7 +192,7 @@ def personal_sequences(
                     reader, reference, span, contig_map[span[0]], windows_of[span],
                     counts, already_counted=[c for c in counted if c[0] == span[0]],
                     unphased=unphased, missing=missing, ref_mismatch=ref_mismatch,
-                    random_state=random_state,
+                    random_state=random_state, filters=filters,
                 )  # fmt: skip
                 counted.add(span)
             offset = start - cluster.start
@@ -194,9 +219,9 @@ def personal_sequences(
             reader.samples, genes, expression_table, panel, n_variants, n_haplotypes, n_skipped
         )
         cohort.uns["gl"] = _provenance(
-            vcf, fasta, genes, expression, panel, reader, counts, unmatched,
+            fasta, genes, expression, panel, reader, counts, unmatched, filters,
             unphased=unphased, missing=missing, ref_mismatch=ref_mismatch,
-            random_state=random_state,
+            random_state=random_state, bgen_threshold=bgen_threshold,
         )  # fmt: skip
         cohort.uns["gl"]["store"] = writer.location
         writer.finish(
@@ -259,7 +284,7 @@ def _clusters(
 
 
 def _load_cluster(
-    reader: VariantFile,
+    reader,
     reference: FastaReference,
     span: tuple[str, int, int],
     vcf_chrom: str,
@@ -271,6 +296,7 @@ def _load_cluster(
     missing: MissingPolicy,
     ref_mismatch: str,
     random_state: int,
+    filters: dict,
 ) -> _Cluster:
     chrom, start, end = span
     block = reader.fetch(vcf_chrom, max(start, 0), end)
@@ -290,6 +316,11 @@ def _load_cluster(
     for _, lo, hi in already_counted:
         if lo < end and start < hi:
             seen |= (block.positions >= lo) & (block.positions < hi)
+    reasons = filter_reasons(block, **filters)
+    if (reasons >= 0).any():
+        for index, name in enumerate(FILTER_REASONS):
+            setattr(counts, name, getattr(counts, name) + int(((reasons == index) & ~seen).sum()))
+        block, seen = block.select(reasons < 0), seen[reasons < 0]
 
     longest_ref = max((len(r) for r in block.refs), default=1)
     sequence = reference.fetch(chrom, start, end + longest_ref, pad=True)
@@ -359,10 +390,10 @@ def _load_expression(expression) -> pd.DataFrame | None:
     return read_expression(expression)
 
 
-def _match_expression_samples(vcf, samples, table: pd.DataFrame, source):
+def _match_expression_samples(genotypes, samples, table: pd.DataFrame, source, bgen_threshold):
     """Samples with both genotypes and expression, and those left out on each side."""
     if samples is None:
-        with VariantFile(vcf) as reader:
+        with open_genotypes(genotypes, bgen_threshold=bgen_threshold) as reader:
             genotyped = reader.samples
     else:
         genotyped = list(samples)
@@ -371,8 +402,9 @@ def _match_expression_samples(vcf, samples, table: pd.DataFrame, source):
     if not kept:
         raise InputFileError(
             source if not isinstance(source, pd.DataFrame) else None,
-            f"no expression sample matches a genotype sample of {os.fspath(vcf)} "
-            f"(expression ids start {list(table.index[:3])}, VCF ids start {genotyped[:3]})",
+            f"no expression sample matches a genotype sample of {os.fspath(genotypes)} "
+            f"(expression ids start {list(table.index[:3])}, genotype ids start "
+            f"{genotyped[:3]})",
         )
     unmatched = {
         "genotype_only": [s for s in genotyped if s not in expressed],
@@ -424,7 +456,7 @@ def _cohort_anndata(samples, genes, expression, panel, n_variants, n_haplotypes,
     return ad.AnnData(X=X, obs=obs, var=var)
 
 
-def _provenance(vcf, fasta, genes, expression, panel, reader, counts, unmatched, **policies):
+def _provenance(fasta, genes, expression, panel, reader, counts, unmatched, filters, **policies):
     def describe(source):
         if source is None:
             return ""
@@ -439,12 +471,16 @@ def _provenance(vcf, fasta, genes, expression, panel, reader, counts, unmatched,
         "kind": "cohort",
         "genlm_sc_version": __version__,
         "genome_build": reader.header_assembly() or "",
-        "vcf": file_record(vcf),
+        "genotypes": {
+            "format": reader.format,
+            "files": [file_record(path) for path in reader.files],
+        },
         "fasta": file_record(fasta),
         "expression": describe(expression),
         "panel": describe(panel),
         "gene_panel": dict(genes.uns.get("gl", {})),
         "policies": policies,
+        "filters": dict(filters, r2_field=reader.r2_field or ""),
         "counts": counts_dict,
         "ref_mismatch_records": list(counts.mismatches),
         "unmatched_samples": unmatched or {"genotype_only": [], "expression_only": []},

@@ -1,0 +1,87 @@
+"""The shipped example VCF written as PGEN, VCF Zarr and BGEN, for the genotype-format tests.
+
+The VCF is first rewritten with FILTER values and an imputation R² in INFO (set by record
+number), so that the filters have something to remove in every format that keeps them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pysam
+
+FILTERS = ("PASS", ".", "LowQual", "PASS", ".", "q10;s50", "PASS")
+
+
+def annotated_vcf(source: Path, out: Path) -> Path:
+    """``source`` with FILTER cycling through :data:`FILTERS` and ``INFO/R2`` (or none)."""
+    lines = []
+    with gzip.open(source, "rt") as handle:
+        i = 0
+        for line in handle:
+            if line.startswith("##INFO"):
+                continue
+            if line.startswith("#CHROM"):
+                lines += [
+                    '##FILTER=<ID=LowQual,Description="low quality">',
+                    '##FILTER=<ID=q10,Description="quality below 10">',
+                    '##FILTER=<ID=s50,Description="fewer than 50% of samples">',
+                    '##INFO=<ID=R2,Number=1,Type=Float,Description="imputation r2">',
+                ]
+            if line.startswith("#"):
+                lines.append(line.rstrip("\n"))
+                continue
+            fields = line.rstrip("\n").split("\t")
+            fields[6] = FILTERS[i % len(FILTERS)]
+            fields[7] = "." if i % 17 == 0 else f"R2={(i * 7919) % 1000 / 1000 + 0.0005:.4f}"
+            lines.append("\t".join(fields))
+            i += 1
+    text = out.with_suffix("")
+    text.write_text("\n".join(lines) + "\n")
+    pysam.tabix_compress(str(text), str(out), force=True)
+    pysam.tabix_index(str(out), preset="vcf", force=True)
+    return out
+
+
+def plink2(*args: str) -> None:
+    """Run plink2 (one thread), failing with its log on error."""
+    result = subprocess.run(["plink2", "--threads", "1", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def write_formats(vcf: Path, folder: Path) -> dict[str, Path]:
+    """``vcf`` as PGEN (prefix ``pgen``), VCF Zarr (``vcz``) and phased BGEN 1.3 (``bgen``)."""
+    from bio2zarr import vcf as vcf2zarr
+
+    prefix = folder / "cohort"
+    plink2("--vcf", str(vcf), "--make-pgen", "--out", str(prefix))
+    plink2("--pfile", str(prefix), "--export", "bgen-1.3", "ref-first", "--out", str(prefix))
+    vcz = folder / "cohort.vcz"
+    vcf2zarr.convert([str(vcf)], str(vcz), worker_processes=0, show_progress=False)
+    return {
+        "vcf": vcf,
+        "pgen": prefix.with_suffix(".pgen"),
+        "pgen_prefix": prefix,
+        "vcf_zarr": vcz,
+        "bgen": prefix.with_suffix(".bgen"),
+    }
+
+
+def assert_same_cohort(got, expected) -> None:
+    """Two cohorts hold the same people, genes, variant counts and haplotype store."""
+    import genlm_sc as gl
+
+    assert list(got.obs_names) == list(expected.obs_names)
+    columns = ["n_variants", "n_haplotypes", "n_skipped_overlapping"]
+    assert got.var[columns].equals(expected.var[columns])
+    ours, theirs = gl.get.haplotype_store(got), gl.get.haplotype_store(expected)
+    assert set(ours.data_vars) == set(theirs.data_vars)
+    for name in theirs.data_vars:
+        a, b = ours[name].values, theirs[name].values
+        assert a.shape == b.shape and a.dtype == b.dtype, name
+        assert np.array_equal(a, b), name
+    for gene in expected.var_names[:3]:
+        assert gl.get.haplotypes(got, gene).equals(gl.get.haplotypes(expected, gene))
