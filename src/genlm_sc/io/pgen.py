@@ -93,6 +93,8 @@ class PgenFile(IndexedGenotypes):
         columns = np.array([order[s] for s in self.samples], dtype=np.uint32)
         subset = np.unique(columns)
         self._columns = np.searchsorted(subset, columns)
+        if (self._columns == np.arange(len(subset))).all():
+            self._columns = slice(None)  # the file's order: no reordering copy
         try:
             self._reader = pgenlib.PgenReader(
                 os.fsencode(self.path),
@@ -121,9 +123,9 @@ class PgenFile(IndexedGenotypes):
                 f"cannot read genotypes ({err})",
                 record=f"records {chrom}:{self._positions[lo] + 1}-{self._positions[hi - 1] + 1}",
             ) from err
-        calls = calls.reshape(n, self._n_read, 2)[:, self._columns]
-        alleles = np.where(calls < 0, -1, calls).astype(np.int8)
-        phased = phase[:, self._columns].astype(bool) | (alleles[..., 0] == alleles[..., 1])
+        alleles = calls.reshape(n, self._n_read, 2)[:, self._columns].astype(np.int8)
+        alleles[alleles < 0] = -1  # pgenlib writes -9
+        phased = phase[:, self._columns].view(bool) | (alleles[..., 0] == alleles[..., 1])
         positions = self._positions[lo:hi]
         filters = self._filters[lo:hi] if self._filters is not None else ["."] * n
         r2 = None
