@@ -26,8 +26,9 @@ from .commands import COMMANDS
 __all__ = ["main", "parser"]
 
 PROG = "genlm-sc"
-#: Errors that mean bad input (files, stores, options the function refuses), not a bug.
-BAD_INPUT = (ValueError, OSError, KeyError, LookupError)
+#: Errors that mean bad input (files, stores, options the function refuses, a missing optional
+#: package), not a bug.
+BAD_INPUT = (ValueError, OSError, LookupError, ImportError)
 
 
 def _global_options(defaults: bool) -> argparse.ArgumentParser:
