@@ -12,12 +12,25 @@ starts without them.
 import lazy_loader
 
 from . import get, io, pp
+from ._settings import settings
 from ._version import __version__
 from .store import read, write
 
 __getattr__, _, _ = lazy_loader.attach(__name__, submodules=["datasets", "models", "pl", "tl"])
 
-__all__ = ["__version__", "datasets", "get", "io", "models", "pl", "pp", "read", "tl", "write"]
+__all__ = [
+    "__version__",
+    "datasets",
+    "get",
+    "io",
+    "models",
+    "pl",
+    "pp",
+    "read",
+    "settings",
+    "tl",
+    "write",
+]
 
 
 def __dir__() -> list[str]:

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
+from ._settings import settings
+
 __all__ = ["cpu_has_fast_bf16", "resolve_device", "resolve_precision", "without_denormals"]
 
 T = TypeVar("T")
@@ -14,9 +16,11 @@ Precision = Literal["fp32", "bf16", "fp16"]
 
 
 def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` → ``"cuda"`` if available, else ``"mps"``, else ``"cpu"``; others checked."""
+    """``"auto"`` → ``gl.settings.device``, and when that is ``"auto"`` too, ``"cuda"`` if
+    available, else ``"mps"``, else ``"cpu"``; others checked."""
     import torch
 
+    device = settings.device if device == "auto" else device
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"

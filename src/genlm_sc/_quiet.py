@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+from ._settings import settings
+
 
 @contextlib.contextmanager
 def quiet_transformers(quiet: bool = True, *, errors_only: bool = False) -> Iterator[None]:
@@ -15,7 +17,7 @@ def quiet_transformers(quiet: bool = True, *, errors_only: bool = False) -> Iter
     """
     from transformers.utils import logging
 
-    if not quiet:
+    if not quiet and settings.progress is not False:
         yield
         return
     verbosity = logging.get_verbosity()

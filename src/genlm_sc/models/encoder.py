@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from .._devices import resolve_device, resolve_precision
+from .._settings import show_progress
 from .chunking import Chunker, context_length, ignores_attention_mask
 
 __all__ = ["SequenceEncoder", "chunk_digest", "load_encoder"]
@@ -135,7 +136,9 @@ class SequenceEncoder:
         pending = list(todo.values())
         batches = self.chunker.batches(pending, batch_size)
         with torch.inference_mode(), self._autocast():
-            for batch in tqdm(batches, disable=not progress, desc="embedding", unit="batch"):
+            for batch in tqdm(
+                batches, disable=not show_progress(progress), desc="embedding", unit="batch"
+            ):
                 picked = [pending[j] for j in batch]
                 ids, mask, keep = self.chunker.pad(picked)
                 inputs = {"input_ids": ids}

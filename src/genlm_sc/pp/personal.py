@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from .._provenance import file_record
 from ..io.bgen import BGEN_CALL_THRESHOLD
+from .._settings import show_progress
 from ..io.contigs import match_contigs
 from ..io.errors import InputFileError
 from ..io.expression import read_expression
@@ -180,7 +181,7 @@ def personal_sequences(
             (int(obs.at[gene_id, "start"]), int(obs.at[gene_id, "end"]))
         )
     counted: set[tuple[str, int, int]] = set()
-    show = progress if progress is not None else len(obs) > 20
+    show = show_progress(progress, len(obs) > 20)
     try:
         for gene_id, row in tqdm(obs.iterrows(), total=len(obs), disable=not show, unit="gene"):
             start, end = int(row["start"]), int(row["end"])

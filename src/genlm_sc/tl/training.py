@@ -25,6 +25,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .._settings import show_progress
+
 __all__ = [
     "TimeBudget",
     "last_checkpoint",
@@ -44,7 +46,7 @@ def run_settings(
     return {
         "seed": random_state, "data_seed": random_state, "bf16": precision == "bf16",
         "fp16": precision == "fp16", "use_cpu": device == "cpu", "report_to": [],
-        "disable_tqdm": not progress, "remove_unused_columns": False,
+        "disable_tqdm": not show_progress(progress), "remove_unused_columns": False,
         "dataloader_num_workers": 0,
     }  # fmt: skip
 
@@ -143,7 +145,7 @@ def training_arguments(
 
 def quiet_progress(trainer: Any, progress: bool) -> Any:
     """Without ``progress``, the Trainer prints no logs (its progress bar is off already)."""
-    if not progress:
+    if not show_progress(progress):
         from transformers import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)

@@ -280,9 +280,9 @@ def fit_dosages(
 
     The model is PrediXcan's: standardised dosages, elastic net with ``l1_ratio=0.5``,
     penalty chosen by 5-fold inner cross-validation
-    (:class:`~sklearn.linear_model.ElasticNetCV`, ``n_jobs=1``). It is fitted within each
-    outer fold on the training people and predicts the test people; a final fit on
-    everyone gives the weights. The penalty path (100 values) runs down to 1e-3 of the
+    (:class:`~sklearn.linear_model.ElasticNetCV`, with ``gl.settings.n_jobs`` workers). It is
+    fitted within each outer fold on the training people and predicts the test people; a
+    final fit on everyone gives the weights. The penalty path (100 values) runs down to 1e-3 of the
     largest penalty, or 1e-2 when there are more variants than people (glmnet's
     defaults); convergence warnings along it are silenced.
 

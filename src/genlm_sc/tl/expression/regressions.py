@@ -20,6 +20,7 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..._settings import settings
 from .ridge import CovarianceRidgeCV
 
 __all__ = ["QuietPipeline", "elastic_net", "elastic_net_cv", "embedding_model", "final_weights"]
@@ -65,7 +66,7 @@ def embedding_model(
 def elastic_net_cv(random_state: int | None) -> ElasticNetCV:
     """Elastic net, ``l1_ratio=0.5``, penalty chosen by shuffled 5-fold inner CV."""
     inner = KFold(INNER_FOLDS, shuffle=True, random_state=random_state)
-    return ElasticNetCV(l1_ratio=0.5, cv=inner, n_jobs=1)
+    return ElasticNetCV(l1_ratio=0.5, cv=inner, n_jobs=settings.n_jobs)
 
 
 class QuietPipeline:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import anndata as ad
 import numpy as np
 
+from ..._settings import show_progress
 from ...get import is_cohort
 
 __all__ = ["embed"]
@@ -155,7 +156,9 @@ def _embed_cohort(
 
         starts = range(0, n, rows_per_block)
         busy = sum(bool(wanted[s : s + rows_per_block].any()) for s in starts)
-        done = tqdm(total=busy, disable=not progress, desc="haplotypes", unit="block")
+        done = tqdm(
+            total=busy, disable=not show_progress(progress), desc="haplotypes", unit="block"
+        )
         for start in starts:
             rows = np.flatnonzero(wanted[start : start + rows_per_block])
             width = (min(rows_per_block, n - start), encoder.hidden_size)
