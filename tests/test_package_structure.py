@@ -25,7 +25,7 @@ FORBIDDEN = {
     "pl": {"datasets"},
 }
 #: Modules at the package root that every floor may use (they import no floor).
-BASEMENT = {"_dna", "_devices", "_provenance", "_quiet", "_version"}
+BASEMENT = {"_dna", "_devices", "_distributed", "_provenance", "_quiet", "_version"}
 MAX_LINES = 560
 
 
