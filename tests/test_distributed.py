@@ -121,3 +121,25 @@ def test_only_the_main_process_writes(runs):
     probabilities = json.loads((two / "classifier" / "test_probabilities.json").read_text())
     expected = json.loads((one / "classifier" / "test_probabilities.json").read_text())
     np.testing.assert_allclose(probabilities, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_token_losses_of_the_shares_add_up_to_the_global_mean():
+    from genlm_sc.models import GenlmConvConfig, GenlmConvForMaskedLM
+    from genlm_sc.models.losses import token_loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(4, 6, 5, generator=generator)
+    labels = torch.randint(0, 5, (4, 6), generator=generator)
+    labels[:2, 1:] = -100  # the first half holds far fewer scored tokens
+    count = int((labels != -100).sum())
+    shares = sum(token_loss(logits[i : i + 2], labels[i : i + 2], count) for i in (0, 2))
+    torch.testing.assert_close(shares, token_loss(logits, labels))
+    torch.manual_seed(0)
+    model = GenlmConvForMaskedLM(GenlmConvConfig(vocab_size=5, hidden_size=8, num_conv_layers=1))
+    ids = torch.randint(0, 5, (4, 6), generator=generator)
+    mean = model(input_ids=ids, labels=labels).loss
+    summed = sum(
+        model(input_ids=ids[i : i + 2], labels=labels[i : i + 2], num_items_in_batch=count).loss
+        for i in (0, 2)
+    )
+    torch.testing.assert_close(summed, mean)

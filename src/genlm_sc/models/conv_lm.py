@@ -26,7 +26,7 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
-from .masking import token_loss
+from .losses import token_loss
 
 __all__ = ["GenlmConvConfig", "GenlmConvForMaskedLM", "GenlmConvModel"]
 

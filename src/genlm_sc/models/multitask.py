@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .masking import token_loss
+from .losses import token_loss
 
 __all__ = ["AUXILIARY_FILE", "AuxiliaryTarget", "MultiTaskMaskedLM", "token_classes"]
 

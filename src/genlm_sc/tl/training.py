@@ -25,7 +25,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .._distributed import barrier, is_main_process, main_process_writes, shared_value
+from .._distributed import (
+    barrier,
+    is_main_process,
+    main_process_writes,
+    shared_value,
+    world_size,
+)  # fmt: skip
 
 __all__ = [
     "TimeBudget",
@@ -262,8 +268,9 @@ def resume_point(folder: Path, settings: dict[str, Any], *, resume: bool) -> str
         ``folder/genlm_run.json``.
     resume
         Continue from the newest complete checkpoint. It is refused, naming what changed,
-        when the recorded settings differ; ``resume=False`` starts afresh and removes the
-        old run's checkpoints.
+        when the recorded settings differ (the number of processes of a ``torchrun``
+        run included); ``resume=False`` starts afresh and removes the old run's
+        checkpoints.
 
     Returns
     -------
@@ -272,6 +279,8 @@ def resume_point(folder: Path, settings: dict[str, Any], *, resume: bool) -> str
     process writes the folder, and the others wait until it has.
     """
     settings = json.loads(json.dumps(settings, default=str))
+    if world_size() > 1:  # a checkpoint resumes with as many processes as wrote it
+        settings["processes"] = world_size()
     recorded_file = folder / RUN_FILE
     checkpoint = last_checkpoint(folder) if resume else None
     if checkpoint is not None and recorded_file.is_file():

@@ -217,8 +217,6 @@ def pretrain(
         "eval_steps": eval_steps, "eval_examples": eval_examples, "precision": dtype,
         "auxiliary": [vars(t) for t in targets],
     }  # fmt: skip
-    if processes > 1:  # a checkpoint resumes with as many processes as wrote it
-        settings["processes"] = processes
     for volatile in ("transformers_version", "_name_or_path"):
         settings["model"].pop(volatile, None)
     checkpoint = resume_point(output_dir / "checkpoints", settings, resume=resume)
@@ -287,7 +285,7 @@ def _trainer_class():
             return dict(zip(keys, counts, strict=True))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            from ...models.masking import token_loss
+            from ...models.losses import token_loss
             from ...models.multitask import MultiTaskMaskedLM
 
             counts = num_items_in_batch
