@@ -25,7 +25,15 @@ FORBIDDEN = {
     "pl": {"datasets"},
 }
 #: Modules at the package root that every floor may use (they import no floor).
-BASEMENT = {"_dna", "_devices", "_provenance", "_quiet", "_settings", "_version"}
+BASEMENT = {
+    "_dna",
+    "_devices",
+    "_distributed",
+    "_provenance",
+    "_quiet",
+    "_settings",
+    "_version",
+}
 MAX_LINES = 560
 
 

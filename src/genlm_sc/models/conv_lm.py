@@ -26,6 +26,8 @@ from transformers import (
 )
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
+from .losses import token_loss
+
 __all__ = ["GenlmConvConfig", "GenlmConvForMaskedLM", "GenlmConvModel"]
 
 
@@ -251,7 +253,10 @@ class GenlmConvForMaskedLM(GenlmConvPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        """Token logits; with ``labels`` (``-100`` where not scored) also the mean cross-entropy."""
+        """Token logits; with ``labels`` (``-100`` where not scored) also the cross-entropy:
+        the mean over scored tokens, or the sum divided by ``num_items_in_batch`` when the
+        Trainer passes it (scored tokens of the global batch, so that processes training
+        together and gradient accumulation give the mean over every scored token)."""
         out = self.genlm(
             input_ids,
             attention_mask=attention_mask,
@@ -261,9 +266,7 @@ class GenlmConvForMaskedLM(GenlmConvPreTrainedModel):
         logits = self.lm_head(out.last_hidden_state)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
-            )
+            loss = token_loss(logits, labels, kwargs.get("num_items_in_batch"))
         return MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states)
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._devices import resolve_device, without_denormals
+from .._distributed import gather_rows
 from .chunking import Chunker, ignores_attention_mask
 
 __all__ = ["HaplotypeRegressor", "PooledSequenceModel", "SequenceClassifier", "StandardisedHead"]
@@ -43,7 +44,8 @@ class StandardisedHead(nn.Module):
     ``mean`` and ``scale`` are buffers set by
     :meth:`PooledSequenceModel.standardise_inputs`. With ``batch_statistics=True`` a batch
     of more than one row in training mode is standardised with its own means and SDs instead
-    (as batch normalisation does); evaluation always uses the fixed buffers.
+    (as batch normalisation does; with several processes, ``torchrun``, those of the global
+    batch, gathered from every process); evaluation always uses the fixed buffers.
 
     Parameters
     ----------
@@ -71,9 +73,12 @@ class StandardisedHead(nn.Module):
         self.linear = nn.Linear(width, n_outputs)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if self.batch_statistics and self.training and features.shape[0] > 1:
-            mean = features.mean(0)
-            scale = torch.sqrt(features.var(0, correction=0) + self.EPS)
+        batch = features
+        if self.batch_statistics and self.training:
+            batch = gather_rows(features)  # with torchrun: the global batch, as SyncBatchNorm
+        if self.batch_statistics and self.training and batch.shape[0] > 1:
+            mean = batch.mean(0)
+            scale = torch.sqrt(batch.var(0, correction=0) + self.EPS)
         else:
             mean, scale = self.mean, self.scale
         out = self.linear(self.dropout((features - mean) / scale))

@@ -34,12 +34,14 @@ class DnaMaskingCollator:
     mlm_probability, variant_mlm_probability
         Masking rates; ``None`` for the variant rate means no special treatment.
     random_state
-        The masks of a batch are a function of ``random_state`` and of the batch: of its
-        examples' ``index`` when every example has one (the crops of
-        :class:`~genlm_sc.pp.examples.CropDataset`, so the same crop drawn at another step gets
-        other masks), else of its sequences (evaluation sets). No state runs on from batch
-        to batch, so a run resumed from a checkpoint masks exactly as the uninterrupted
-        run did.
+        Each example's mask is a function of ``random_state`` and of the example alone: of
+        its ``index`` when it has one (the crops of
+        :class:`~genlm_sc.pp.examples.CropDataset`, so the same crop drawn at another step
+        gets another mask), else of its sequence (evaluation sets). It depends neither on
+        the other examples of the batch nor on earlier batches, so a run resumed from a
+        checkpoint masks exactly as the uninterrupted run did, and processes training
+        together (``torchrun``), each collating its share of a batch, mask as one process
+        collating the whole batch does.
     only_variants
         Score only tokens covering a variant (evaluation of the variant-position metrics).
     targets
@@ -84,21 +86,20 @@ class DnaMaskingCollator:
         ids = encoded["input_ids"].astype(np.int64)
         special = encoded["special_tokens_mask"].astype(bool)
         variant = self._variant_tokens(examples, encoded["offset_mapping"], special)
-        generator = self._batch_rng(examples)
+        start_draw, roll, swap_to = self._draws(examples, ids.shape[1])
         if self.only_variants:
             picked = variant & ~special
         else:
             rate = np.full(ids.shape, self.mlm_probability)
             if self.variant_mlm_probability is not None:
                 rate[variant] = self.variant_mlm_probability
-            starts = (generator.random(ids.shape) < rate / self.span) & ~special
+            starts = (start_draw < rate / self.span) & ~special
             picked = _spread(starts, self.span) & ~special
         labels = np.where(picked, ids, -100)
-        roll = generator.random(ids.shape)
         masked_ids = ids.copy()
         masked_ids[picked & (roll < 0.8)] = self.tokenizer.mask_token_id
         swap = picked & (roll >= 0.8) & (roll < 0.9)
-        masked_ids[swap] = generator.choice(self._ordinary, int(swap.sum()))
+        masked_ids[swap] = self._ordinary[swap_to[swap]]
         batch = {
             "input_ids": torch.from_numpy(masked_ids),
             "attention_mask": torch.from_numpy(encoded["attention_mask"].astype(np.int64)),
@@ -110,15 +111,23 @@ class DnaMaskingCollator:
             batch.update(token_classes(examples, encoded["offset_mapping"], special, self.targets))
         return batch
 
-    def _batch_rng(self, examples: Sequence[dict[str, Any]]) -> np.random.Generator:
-        """A generator seeded by ``random_state`` and a digest of the batch."""
-        digest = hashlib.blake2b(digest_size=8)
-        if all("index" in e for e in examples):
-            digest.update(np.asarray([e["index"] for e in examples], dtype=np.int64).tobytes())
-        else:
-            for e in examples:
-                digest.update(e["sequence"].encode("ascii") + b"\n")
-        return np.random.default_rng([self.random_state, int.from_bytes(digest.digest(), "little")])
+    def _draws(
+        self, examples: Sequence[dict[str, Any]], length: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each example's random numbers, ``(batch, length)`` each: the draw that picks
+        span starts, the roll that decides ``[MASK]`` / random token / unchanged, and the
+        random token. Row ``i`` comes from a generator seeded by ``random_state`` and
+        example ``i`` alone, ``max_length`` draws long whatever the batch's padding."""
+        width = max(self.max_length, length)
+        starts = np.empty((len(examples), width))
+        rolls = np.empty((len(examples), width))
+        tokens = np.empty((len(examples), width), dtype=np.int64)
+        for row, example in enumerate(examples):
+            generator = np.random.default_rng([self.random_state, _example_key(example)])
+            starts[row] = generator.random(width)
+            rolls[row] = generator.random(width)
+            tokens[row] = generator.integers(0, len(self._ordinary), width)
+        return starts[:, :length], rolls[:, :length], tokens[:, :length]
 
     @staticmethod
     def _variant_tokens(
@@ -135,6 +144,17 @@ class DnaMaskingCollator:
             end = np.minimum(offsets[row, :, 1], len(mask))
             out[row] = (covered[end] - covered[start] > 0) & ~special[row]
         return out
+
+
+def _example_key(example: dict[str, Any]) -> int:
+    """The example's ``index``, else a digest of its sequence (a non-negative integer)."""
+    if "index" in example:
+        return int(example["index"])
+    digest = hashlib.blake2b(example["sequence"].encode("ascii"), digest_size=8)
+    for where in ("source", "start"):  # tiles of a repeated sequence get different masks
+        if where in example:
+            digest.update(b"\n%d" % int(example[where]))
+    return int.from_bytes(digest.digest(), "little")
 
 
 def _spread(starts: np.ndarray, span: int) -> np.ndarray:

@@ -33,8 +33,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .losses import token_loss
 
 __all__ = ["AUXILIARY_FILE", "AuxiliaryTarget", "MultiTaskMaskedLM", "token_classes"]
 
@@ -136,8 +137,8 @@ class MultiTaskMaskedLM(nn.Module):
         The auxiliary targets; each gets a linear head on the last token states.
     """
 
-    #: The Trainer passes no loss arguments (``num_items_in_batch``) to ``forward``.
-    accepts_loss_kwargs = False
+    #: The Trainer passes ``num_items_in_batch`` to ``forward`` (see there).
+    accepts_loss_kwargs = True
 
     def __init__(self, mlm: nn.Module, targets: Sequence[AuxiliaryTarget]):
         super().__init__()
@@ -161,20 +162,39 @@ class MultiTaskMaskedLM(nn.Module):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        num_items_in_batch: Mapping[str, Any] | torch.Tensor | int | None = None,
         **aux_labels: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """Losses and logits.
+
+        Parameters
+        ----------
+        input_ids, attention_mask
+            The masked input.
+        labels
+            Masked-LM labels (``-100`` where not scored).
+        num_items_in_batch
+            Scored positions of the global batch (every process, every gradient-accumulation
+            step): a number for the masked-LM labels, or a mapping from each label key
+            (``labels``, ``aux_<name>``) to its count. Each loss is then its sum over this
+            batch divided by that count, so that the processes' losses add up to the means
+            over the global batch. ``None``: means over this batch.
+        **aux_labels
+            ``aux_<name>`` labels of the targets.
 
         Returns
         -------
         ``loss`` (masked LM plus weighted auxiliary losses, when labels are given),
         ``logits`` (the masked LM's), ``<name>_logits`` for each target, and with labels
-        ``mlm_loss`` and ``<name>_loss`` (each repeated once per example, so that an
-        evaluation's mean over examples is the mean loss).
+        ``mlm_loss`` and ``<name>_loss``, this batch's means (each repeated once per
+        example, so that an evaluation's mean over examples is the mean loss).
         """
+        counts = num_items_in_batch
+        if counts is not None and not isinstance(counts, Mapping):
+            counts = {"labels": counts}
+        counts = counts or {}
         out = self.mlm(
-            input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-            output_hidden_states=True,
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
         )  # fmt: skip
         states = out.hidden_states[-1]
         if attention_mask is None:
@@ -183,9 +203,10 @@ class MultiTaskMaskedLM(nn.Module):
         pooled = (states * keep).sum(1) / keep.sum(1).clamp(min=1)
         n = input_ids.shape[0]
         result: dict[str, torch.Tensor] = {"logits": out.logits}
-        total = out.loss
-        if out.loss is not None:
-            result["mlm_loss"] = out.loss.detach().float().expand(n)
+        total = None
+        if labels is not None:
+            total = token_loss(out.logits, labels, counts.get("labels"))
+            result["mlm_loss"] = token_loss(out.logits.detach(), labels).expand(n)
         for target in self.targets:
             features = pooled if target.level == "sequence" else states
             logits = self.heads[target.name](features)
@@ -193,12 +214,9 @@ class MultiTaskMaskedLM(nn.Module):
             given = aux_labels.get(PREFIX + target.name)
             if given is None:
                 continue
-            scored = given != -100
-            if scored.any():
-                loss = F.cross_entropy(logits[scored].float(), given[scored])
-            else:
-                loss = logits.sum() * 0.0  # keeps the head in the graph
-            result[f"{target.name}_loss"] = loss.detach().expand(n)
+            # an unscored batch still keeps the head in the graph (a zero loss)
+            loss = token_loss(logits, given, counts.get(PREFIX + target.name))
+            result[f"{target.name}_loss"] = token_loss(logits.detach(), given).expand(n)
             total = loss * target.weight if total is None else total + loss * target.weight
         if total is not None:
             result["loss"] = total

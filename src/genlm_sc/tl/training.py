@@ -25,6 +25,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from .._distributed import (
+    barrier,
+    is_main_process,
+    main_process_writes,
+    shared_value,
+    world_size,
+)  # fmt: skip
 from .._settings import show_progress
 
 __all__ = [
@@ -34,6 +41,7 @@ __all__ = [
     "quiet_trainer",
     "resume_point",
     "run_settings",
+    "scratch_folder",
     "training_arguments",
 ]
 
@@ -194,6 +202,22 @@ def quiet_trainer() -> Iterator[None]:
         logging.set_verbosity(verbosity)
 
 
+@contextlib.contextmanager
+def scratch_folder(prefix: str) -> Iterator[Path]:
+    """A temporary folder for checkpoints, removed afterwards; with several processes
+    (``torchrun``) the main process's, shared by all (the Trainer reads its best checkpoint
+    back on every process, so on several machines it must be on a shared file system)."""
+    import tempfile
+
+    made = tempfile.TemporaryDirectory(prefix=prefix) if is_main_process() else None
+    try:
+        yield Path(shared_value(made.name if made is not None else ""))
+    finally:
+        barrier()  # no process reads from it any more
+        if made is not None:
+            made.cleanup()
+
+
 #: The settings of the run that writes a folder of checkpoints.
 RUN_FILE = "genlm_run.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -214,6 +238,8 @@ def last_checkpoint(folder: Path) -> str | None:
     for _, path in reversed(steps):
         if _complete(path):
             return os.fspath(path)
+        if not is_main_process():  # said once, by the main process
+            continue
         warnings.warn(
             f"{path} is incomplete (a run stopped while saving it); resuming from an earlier "
             "checkpoint",
@@ -243,15 +269,19 @@ def resume_point(folder: Path, settings: dict[str, Any], *, resume: bool) -> str
         ``folder/genlm_run.json``.
     resume
         Continue from the newest complete checkpoint. It is refused, naming what changed,
-        when the recorded settings differ; ``resume=False`` starts afresh and removes the
-        old run's checkpoints.
+        when the recorded settings differ (the number of processes of a ``torchrun``
+        run included); ``resume=False`` starts afresh and removes the old run's
+        checkpoints.
 
     Returns
     -------
     The checkpoint to pass to ``Trainer.train(resume_from_checkpoint=...)``, or ``None``.
+    With several processes (``torchrun``) each finds the same checkpoint; only the main
+    process writes the folder, and the others wait until it has.
     """
     settings = json.loads(json.dumps(settings, default=str))
-    folder.mkdir(parents=True, exist_ok=True)
+    if world_size() > 1:  # a checkpoint resumes with as many processes as wrote it
+        settings["processes"] = world_size()
     recorded_file = folder / RUN_FILE
     checkpoint = last_checkpoint(folder) if resume else None
     if checkpoint is not None and recorded_file.is_file():
@@ -265,9 +295,15 @@ def resume_point(folder: Path, settings: dict[str, Any], *, resume: bool) -> str
                 "would mix the two. Pass resume=False to start afresh there (its checkpoints "
                 "are removed), or use another folder"
             )
-    if checkpoint is None:
-        for path in folder.iterdir():
-            if _CHECKPOINT.match(path.name):
-                shutil.rmtree(path)
-    recorded_file.write_text(json.dumps(settings, indent=2))
+    barrier()  # every process has looked before the main process changes the folder
+
+    def write() -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        if checkpoint is None:
+            for path in folder.iterdir():
+                if _CHECKPOINT.match(path.name):
+                    shutil.rmtree(path)
+        recorded_file.write_text(json.dumps(settings, indent=2))
+
+    main_process_writes(write)
     return checkpoint

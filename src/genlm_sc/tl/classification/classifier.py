@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ import pandas as pd
 import torch
 
 from ..._devices import resolve_device, resolve_precision, without_denormals
+from ..._distributed import main_process_writes
 from ...models.adapters import adapt_encoder, merge_adapters
 from ...models.encoder import load_encoder
 from ...models.heads import SequenceClassifier
@@ -48,6 +48,7 @@ from ..training import (
     quiet_progress,
     quiet_trainer,
     resume_point,
+    scratch_folder,
     training_arguments,
 )
 from .labels import DEV, TEST, TRAIN, class_codes, label_classes, random_split, rows_digest
@@ -271,7 +272,7 @@ def fit_classifier(
         if kept:
             checkpoints = Path(output_dir) / "checkpoints"
         else:
-            checkpoints = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gl_cls_")))
+            checkpoints = stack.enter_context(scratch_folder("gl_cls_"))
         args = training_arguments(
             checkpoints, batch_size=batch_size, learning_rate=learning_rate,
             random_state=random_state, precision=dtype, device=resolved, progress=progress,
@@ -314,9 +315,14 @@ def fit_classifier(
     _write_predictions(adata, rows[TEST], predicted, probabilities, classes, key_added)
     saved = None
     if output_dir is not None:
-        with quiet_transformers(not progress):
-            saved = os.fspath(network.save_pretrained(output_dir))
-        shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+
+        def save() -> None:
+            with quiet_transformers(not progress):
+                network.save_pretrained(output_dir)
+            shutil.rmtree(Path(output_dir) / "checkpoints", ignore_errors=True)
+
+        main_process_writes(save)
+        saved = os.fspath(Path(output_dir))
     history = _history(state.log_history)
     stop_reason = "max_steps"
     if budget.hit:

@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from ..._devices import resolve_device, resolve_precision, without_denormals
+from ..._distributed import main_process_writes
 from ...models.adapters import adapt_encoder, merge_adapters
 from ...models.encoder import SequenceEncoder, load_encoder
 from ...models.heads import HaplotypeRegressor
@@ -97,9 +98,13 @@ def train_regressor(
     ``checkpoints`` (a temporary folder when ``None``); with ``options.resume`` training
     continues from the last one there. LoRA adapters are merged afterwards.
     """
-    import tempfile
-
-    from ..training import quiet_progress, quiet_trainer, resume_point, training_arguments
+    from ..training import (
+        quiet_progress,
+        quiet_trainer,
+        resume_point,
+        scratch_folder,
+        training_arguments,
+    )  # fmt: skip
 
     device = resolve_device(options.device)
     precision = "fp32" if device == "cpu" and options.precision == "auto" else options.precision
@@ -113,10 +118,9 @@ def train_regressor(
     examples = [{"pair": pairs[i], "label": float(target[i])} for i in rows]
     train_set = [examples[i] for i in rows[~held]]
     eval_set = [examples[i] for i in rows[held]] or None
-    scratch = None
+    scratch = contextlib.ExitStack()
     if checkpoints is None:
-        scratch = tempfile.TemporaryDirectory(prefix="gl_finetune_")
-        checkpoints = scratch.name
+        checkpoints = scratch.enter_context(scratch_folder("gl_finetune_"))
     args = training_arguments(
         checkpoints, batch_size=options.batch_size, learning_rate=options.learning_rate,
         random_state=options.random_state, precision=precision, device=device,
@@ -152,8 +156,7 @@ def train_regressor(
                 lambda: trainer.train(resume_from_checkpoint=resume_from), device=device
             )
     finally:
-        if scratch is not None:
-            scratch.cleanup()
+        scratch.close()
     model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
     model.encoder = merge_adapters(model.encoder)
     return model.eval()
@@ -182,8 +185,16 @@ def _regression_trainer():
     use: importing transformers is slow)."""
     from transformers import Trainer
 
+    from ..._distributed import gather_rows
+
     class RegressionTrainer(Trainer):
-        """Trains a :class:`~genlm_sc.models.HaplotypeRegressor` on pairs of haplotypes."""
+        """Trains a :class:`~genlm_sc.models.HaplotypeRegressor` on pairs of haplotypes.
+
+        With several processes (``torchrun``) every process computes the loss of the whole
+        global batch from everyone's predictions (gathered differentiably): the pairwise
+        term pairs people across processes, and the gradients, averaged over processes,
+        are those of one process holding the global batch.
+        """
 
         def __init__(self, *args, pairwise_weight: float, **kwargs):
             super().__init__(*args, **kwargs)
@@ -191,7 +202,11 @@ def _regression_trainer():
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             pred = model(inputs["pairs"])
-            loss = pairwise_loss(pred, inputs["labels"].to(pred.device), self.pairwise_weight)
+            target = inputs["labels"].to(pred.device)
+            if model.training:  # with torchrun, the loss of the global batch on every process
+                loss = pairwise_loss(gather_rows(pred), gather_rows(target), self.pairwise_weight)
+            else:
+                loss = pairwise_loss(pred, target, self.pairwise_weight)
             return (loss, pred) if return_outputs else loss
 
     return RegressionTrainer
@@ -294,10 +309,14 @@ class _FoldModel:
         )
         self.model.standardise_inputs(people, batch_size=max(self.options.batch_size, 32))
         if checkpoints is not None:
-            self.model.save_pretrained(checkpoints.parent.parent / checkpoints.name)
-            shutil.rmtree(checkpoints, ignore_errors=True)
-            with contextlib.suppress(OSError):  # the last fold's leaves an empty folder
-                checkpoints.parent.rmdir()
+
+            def save() -> None:
+                self.model.save_pretrained(checkpoints.parent.parent / checkpoints.name)
+                shutil.rmtree(checkpoints, ignore_errors=True)
+                with contextlib.suppress(OSError):  # the last fold's leaves an empty folder
+                    checkpoints.parent.rmdir()
+
+            main_process_writes(save)
         return self
 
     def checkpoints(self, rows: np.ndarray) -> Path | None:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..._devices import resolve_device, resolve_precision, without_denormals
+from ..._distributed import main_process_writes
 from ..._quiet import quiet_transformers
 from ...models.record import RECORD_FILE
 
@@ -78,7 +79,9 @@ def pretrain(
     sequence_length
         Bases per training example (tokens are capped accordingly).
     max_steps, batch_size, learning_rate, warmup_steps, weight_decay
-        Optimisation (AdamW, linear warm-up then cosine decay).
+        Optimisation (AdamW, linear warm-up then cosine decay). ``batch_size`` is per
+        process: a run of ``N`` processes (``torchrun``) trains on batches of
+        ``N * batch_size`` examples.
     mlm_probability, variant_mlm_probability
         Masking rate, and the rate at tokens covering a variant (``None``: the same).
     auxiliary
@@ -102,8 +105,12 @@ def pretrain(
     random_state
         Seeds model initialisation, example order and masking.
     device
-        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``. Several GPUs
-        or nodes: launch the script with ``torchrun``; the Trainer runs data-parallel.
+        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``. Several GPUs,
+        CPU processes or nodes: launch the script with ``torchrun --nproc_per_node N``;
+        the Trainer runs data-parallel (DDP) and the weights equal those of one process
+        with an ``N`` times larger ``batch_size`` (same crops, masks and mean loss over
+        the masked tokens of the global batch; see the scaling guide). Only the main
+        process writes files; resuming needs as many processes as the checkpoint's run.
     precision
         ``"auto"``: bf16 on GPUs that have it (fp16 on older ones), bf16 on CPUs with AMX
         or AVX-512 BF16, else fp32.
@@ -147,9 +154,6 @@ def pretrain(
     trained = MultiTaskMaskedLM(mlm, targets) if targets else mlm
     max_tokens = sequence_length + 2
 
-    train_set = CropDataset(
-        corpus, length=sequence_length, n_examples=max_steps * batch_size, random_state=random_state
-    )
     held_out = tile_sequences(eval_corpus, length=sequence_length)
     picks = np.random.default_rng(random_state).permutation(len(held_out))[:eval_examples]
     eval_sets = {"heldout": [held_out[i] for i in np.sort(picks)]}
@@ -186,6 +190,12 @@ def pretrain(
         logging_steps=max(min(eval_steps // 5, 50), 1), include_for_metrics=[],
         label_names=["labels", *(PREFIX + t.name for t in targets)],
     )  # fmt: skip
+    # ``batch_size`` examples per process and step; item i is the same crop whatever the count
+    processes = args.world_size
+    train_set = CropDataset(
+        corpus, length=sequence_length, n_examples=max_steps * batch_size * processes,
+        random_state=random_state,
+    )  # fmt: skip
     trainer = _trainer_class()(
         model=trained,
         args=args,
@@ -215,8 +225,7 @@ def pretrain(
             lambda: trainer.train(resume_from_checkpoint=checkpoint), device=resolved
         )
         metrics = _final_metrics(trainer.evaluate(), tokenizer, targets)
-        trainer.save_model(os.fspath(output_dir))
-        tokenizer.save_pretrained(os.fspath(output_dir))
+        trainer.save_model(os.fspath(output_dir))  # by the main process
     record = {
         "genome_build": genome_build,
         "corpus": corpus.description(),
@@ -229,6 +238,7 @@ def pretrain(
         "auxiliary": [vars(t) for t in targets],
         "max_steps": max_steps,
         "batch_size": batch_size,
+        "processes": processes,
         "learning_rate": learning_rate,
         "device": resolved,
         "precision": dtype,
@@ -238,17 +248,59 @@ def pretrain(
         "resumed_from": checkpoint,
         "log_history": trainer.state.log_history,
     }
-    (output_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
+
+    def write() -> None:
+        tokenizer.save_pretrained(os.fspath(output_dir))
+        (output_dir / RECORD_FILE).write_text(json.dumps(record, indent=2, default=str))
+
+    main_process_writes(write)
     return output_dir
 
 
 def _trainer_class():
     """A Trainer subclass, defined on first use (importing transformers is slow)."""
+    import torch
     from transformers import Trainer
 
     class DnaTrainer(Trainer):
         """A Trainer with one data collator per evaluation set, which saves and resumes a
-        multi-task model as a masked-LM checkpoint plus its auxiliary heads."""
+        multi-task model as a masked-LM checkpoint plus its auxiliary heads.
+
+        Its losses are sums over scored tokens divided by their number in the global batch
+        (every process and accumulation step; for each label key, so that auxiliary targets
+        are averaged over their own labels), times the number of processes, whose average
+        the gradients are: the mean over the global batch, whatever the masks put on each
+        process. The masked-LM loss is computed here from the logits, for any masked LM.
+        """
+
+        def _get_num_items_in_batch(self, batch_samples, device):
+            if not batch_samples or "labels" not in batch_samples[0]:
+                return None
+            keys = [k for k in self.label_names if k in batch_samples[0]]
+            counts = torch.stack(
+                [sum(b[k].ne(-100).sum() for b in batch_samples) for k in keys]
+            ).to(device)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                counts = self.accelerator.reduce(counts, reduction="sum")
+            return dict(zip(keys, counts, strict=True))
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            from ...models.losses import token_loss
+            from ...models.multitask import MultiTaskMaskedLM
+
+            counts = num_items_in_batch
+            if counts is not None and not isinstance(counts, Mapping):
+                counts = {"labels": counts}
+            if isinstance(self.accelerator.unwrap_model(model), MultiTaskMaskedLM):
+                outputs = model(**inputs, num_items_in_batch=counts)
+                loss = outputs["loss"]
+            else:
+                outputs = model(**{k: v for k, v in inputs.items() if k != "labels"})
+                count = None if counts is None else counts["labels"]
+                loss = token_loss(outputs.logits, inputs["labels"], count)
+            if counts is not None and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+            return (loss, outputs) if return_outputs else loss
 
         def _save(self, output_dir=None, state_dict=None):
             from ...models.multitask import MultiTaskMaskedLM
@@ -271,6 +323,7 @@ def _trainer_class():
         def __init__(self, *args, eval_collators: dict[str, Any], **kwargs):
             super().__init__(*args, **kwargs)
             self._eval_collators = eval_collators
+            self.model_accepts_loss_kwargs = True  # compute_loss takes the counts
 
         def get_eval_dataloader(self, eval_dataset=None):
             name = eval_dataset if isinstance(eval_dataset, str) else None
