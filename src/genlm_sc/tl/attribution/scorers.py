@@ -180,22 +180,19 @@ class ChunkScorer:
         where a gradient is not defined (positions outside any token, and bases other
         than the sequence's own under non-positional tokenizers).
         """
+        from .onehot import OneHotScore
+
+        self.require_embeddings("gradients")
+        return OneHotScore(self, _clean(sequence)).gradients()
+
+    def require_embeddings(self, what: str) -> None:
+        """Refuse ``what`` (gradient methods) for a network without a token embedding matrix."""
         if not isinstance(self.embeddings, torch.nn.Embedding):
             raise ValueError(
                 f"{type(self.network).__name__} has no token embedding matrix (GPN reads "
-                "one-hot bases directly), so gradients with respect to tokens are not "
+                f"one-hot bases directly), so {what} with respect to tokens are not "
                 "defined for it; use method='ism'"
             )
-        sequence = _clean(sequence)
-        chunks = self.chunker.chunk_ids(sequence)
-        ids, mask, keep = self.chunker.pad(chunks)
-        onehot = torch.nn.functional.one_hot(ids, self.embeddings.num_embeddings)
-        onehot = onehot.float().requires_grad_(True)
-        with torch.enable_grad(), _onehot_inputs(self.embeddings, onehot):
-            features = self.chunk_features(ids, mask, keep)
-            score = self.combine(features.double().sum(0, keepdim=True))[0]
-            (grad,) = torch.autograd.grad(score, onehot)
-        return self._project(sequence, grad.double().cpu().numpy())
 
     def score_onehot(self, sequence: str, onehot: torch.Tensor) -> float:
         """The score with the token one-hot inputs of ``sequence``'s chunks replaced by
@@ -281,30 +278,6 @@ class ChunkScorer:
                 ids = edited.setdefault(c, list(chunks[c]))
                 ids[column] = new_id
             yield position, base, (sorted(edited.items()) or None)
-
-    def _project(self, sequence: str, grad: np.ndarray) -> np.ndarray:
-        spans, chunk_of, column_of = self.token_layout(sequence)
-        out = np.full((len(sequence), 4), np.nan)
-        touched = np.zeros(len(sequence), dtype=bool)
-        for token, (start, end) in enumerate(spans):
-            token_grad = grad[chunk_of[token], column_of[token]]
-            text = sequence[start:end]
-            if self.kind not in _POSITIONAL:
-                own = token_grad[self._vocab.get(text, self._unk)] / max(end - start, 1)
-                for position in range(start, end):
-                    base = BASE_INDEX.get(sequence[position])
-                    if base is not None:
-                        out[position, base] = np.nan_to_num(out[position, base]) + own
-                continue
-            for position in range(start, end):
-                if not touched[position]:
-                    out[position] = 0.0
-                    touched[position] = True
-                offset = position - start
-                for base, letter in enumerate(BASES):
-                    kmer = text[:offset] + letter + text[offset + 1 :]
-                    out[position, base] += token_grad[self._vocab.get(kmer, self._unk)]
-        return out
 
 
 class ExpressionScorer(ChunkScorer):
