@@ -227,7 +227,7 @@ def test_plots_draw_captum_attributions(cohort_and_model, tmp_path):
     center = int(result["position"].values[100])
     ax = gl.pl.attribution(cohort, gene=gene, key="ig", center=center, flank=15)
     assert 20 <= len(ax.patches) <= 31
-    assert "integrated gradients, uniform baseline" in ax.get_ylabel()
+    assert ax.get_ylabel() == "integrated gradients\n(uniform baseline, mlm)"
     ax.figure.savefig(tmp_path / "ig.png", dpi=110, bbox_inches="tight")
     ax = gl.pl.ism(result, center=center, flank=15)
     assert ax.images[0].get_array().shape == (4, 31)

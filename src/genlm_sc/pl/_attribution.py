@@ -125,8 +125,7 @@ def attribution(
     positions = ds["position"].values
     ticks = np.linspace(0, len(positions) - 1, num=min(7, len(positions))).round().astype(int)
     ax.set_xticks(ticks, [f"{positions[t]:,}" for t in ticks])
-    what = _method_label(ds)
-    ax.set_ylabel(f"{what}\n({ds.attrs.get('target', '')})")
+    ax.set_ylabel("{}\n({})".format(*_method_label(ds)))
     ax.set_xlabel(f"position on {ds.attrs.get('chrom', '')} (0-based, gene orientation)")
     title = f"{_gene_label(ds)} · {sequence}"
     if variants and isinstance(adata, ad.AnnData) and is_cohort(adata):
@@ -187,8 +186,9 @@ def ism(
     ax.set_xticks(ticks, [f"{positions[t]:,}" for t in ticks])
     ax.set_xlabel(f"position on {ds.attrs.get('chrom', '')} (0-based, gene orientation)")
     method = ds.attrs.get("method", "ism")
-    name = "ISM" if method == "ism" else _method_label(ds)
-    ax.set_title(f"{_gene_label(ds)} · {sequence} · {name} ({ds.attrs.get('target', '')})")
+    name, details = _method_label(ds)
+    name = "ISM" if method == "ism" else name
+    ax.set_title(f"{_gene_label(ds)} · {sequence} · {name} ({details})")
     label = "score change" if method == "ism" else "attribution"
     ax.figure.colorbar(image, ax=ax, label=label, fraction=0.03, pad=0.01)
     return ax
@@ -259,12 +259,13 @@ def variant_effects(
     return ax
 
 
-def _method_label(ds: xr.Dataset) -> str:
-    """The axis name of the stored result's method (with its baseline, if any)."""
+def _method_label(ds: xr.Dataset) -> tuple[str, str]:
+    """The name of the stored result's method, and its target (with the baseline)."""
     method = str(ds.attrs.get("method", ""))
-    label = METHOD_LABELS.get(method, method)
     baseline = ds.attrs.get("baseline")
-    return f"{label}, {baseline} baseline" if baseline else label
+    target = str(ds.attrs.get("target", ""))
+    details = f"{baseline} baseline, {target}" if baseline else target
+    return METHOD_LABELS.get(method, method), details
 
 
 def _gene_label(ds: xr.Dataset) -> str:

@@ -18,13 +18,19 @@ the chain rule through the tokenizer (what ``method="grad_x_input"`` uses).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import warnings
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..._dna import BASE_INDEX, BASES
-from .scorers import _POSITIONAL, ChunkScorer, _onehot_inputs
+
+#: Tokenizers whose token boundaries do not move when one base is substituted (their
+#: tokens are products of their bases' one-hot vectors).
+_POSITIONAL = ("char", "kmer", "nt_kmer")
 
 __all__ = ["OneHotScore", "deeplift_shap", "dinucleotide_shuffle", "integrated_gradients"]
 
@@ -52,7 +58,7 @@ class OneHotScore(torch.nn.Module):
         The sequence (upper case).
     """
 
-    def __init__(self, scorer: ChunkScorer, sequence: str):
+    def __init__(self, scorer: Any, sequence: str):
         super().__init__()
         self.network = scorer.network
         self.scorer = [scorer]  # a list: not registered (its network already is)
@@ -199,7 +205,7 @@ def integrated_gradients(
     from captum.attr import IntegratedGradients
 
     _require(score, "integrated_gradients", baseline)
-    inputs = score.inputs()
+    inputs = score.inputs().requires_grad_(True)
     reference = torch.zeros_like(inputs)
     if baseline == "uniform":
         reference[:, score.own >= 0] = 0.25
@@ -248,13 +254,14 @@ def deeplift_shap(
 
     _require(score, "deeplift_shap", baseline)
     references = _references(score, baseline, int(n_baselines), random_state)
-    inputs = score.inputs()
+    inputs = score.inputs().requires_grad_(True)
     group = max(1, score.batch_size(batch_size) // 2)
     total, deltas = torch.zeros_like(inputs[0], dtype=torch.float64), []
     for start in range(0, len(references), group):
         part = references[start : start + group]
         explainer = DeepLiftShap(score) if len(part) > 1 else DeepLift(score)  # one: the same
-        with torch.enable_grad():
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Setting forward, backward hooks")
             values, delta = explainer.attribute(
                 inputs, baselines=part, return_convergence_delta=True
             )
@@ -332,3 +339,17 @@ def _reaches(letter: str, last: str, exits: dict[str, str]) -> bool:
         seen.add(letter)
         letter = exits[letter]
     return True
+
+
+@contextlib.contextmanager
+def _onehot_inputs(embeddings: torch.nn.Embedding, onehot: torch.Tensor):
+    """Make ``embeddings`` return ``onehot @ weight`` (same values, differentiable)."""
+
+    def hook(module, inputs, output):
+        return (onehot.to(module.weight.dtype) @ module.weight).to(output.dtype)
+
+    handle = embeddings.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -21,9 +21,11 @@ and evaluates every distinct chunk once (a cache shared by all sequences a score
 haplotypes of one gene re-use each other's unchanged chunks). The results equal scoring
 every mutant from scratch.
 
-Gradients (:meth:`ChunkScorer.base_gradients`) are taken with respect to the one-hot token
-inputs (the embedding lookup is replaced by a product of a one-hot matrix with the
-embedding weights) and projected onto bases through the tokenizer:
+Gradients (:meth:`ChunkScorer.base_gradients`) are taken with respect to one-hot bases
+mapped onto the one-hot token inputs (the embedding lookup is replaced by a product of a
+one-hot matrix with the embedding weights; :mod:`genlm_sc.tl.attribution.onehot`, which
+integrated gradients and DeepLIFT-SHAP use too), so token gradients reach the bases
+through the tokenizer:
 
 - single-base and k-mer tokens (overlapping DNABERT k-mers and Nucleotide Transformer
   k-mers): a token's one-hot vector is read as the product of the one-hot vectors of its
@@ -36,7 +38,6 @@ embedding weights) and projected onto bases through the tokenizer:
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -49,11 +50,10 @@ from ..._dna import BASE_INDEX, BASES
 from ...models.chunking import Chunker, context_length, ignores_attention_mask
 from ...models.heads import HaplotypeRegressor
 from ...models.tokenization import tokenizer_info
+from .onehot import _POSITIONAL, OneHotScore, _onehot_inputs
 
 __all__ = ["ChunkScorer", "ExpressionScorer", "LikelihoodScorer", "load_scorer"]
 
-#: Tokenizers whose token boundaries do not move when one base is substituted.
-_POSITIONAL = ("char", "kmer", "nt_kmer")
 #: Mutants whose changed chunks are evaluated together.
 _MUTANTS_PER_BLOCK = 512
 
@@ -180,8 +180,6 @@ class ChunkScorer:
         where a gradient is not defined (positions outside any token, and bases other
         than the sequence's own under non-positional tokenizers).
         """
-        from .onehot import OneHotScore
-
         self.require_embeddings("gradients")
         return OneHotScore(self, _clean(sequence)).gradients()
 
@@ -489,17 +487,3 @@ def _covering_tokens(spans: np.ndarray, length: int) -> list[list[int]]:
         for position in range(start, min(end, length)):
             covering[position].append(token)
     return covering
-
-
-@contextlib.contextmanager
-def _onehot_inputs(embeddings: torch.nn.Embedding, onehot: torch.Tensor):
-    """Make ``embeddings`` return ``onehot @ weight`` (same values, differentiable)."""
-
-    def hook(module, inputs, output):
-        return (onehot.to(module.weight.dtype) @ module.weight).to(output.dtype)
-
-    handle = embeddings.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
