@@ -38,9 +38,20 @@ def _around(ds: xr.Dataset, center: int | None, flank: int) -> xr.Dataset:
     return ds.isel(position=np.flatnonzero(near))
 
 
+#: How each ``method`` of :func:`genlm_sc.tl.attribute` is named on axes.
+METHOD_LABELS = {
+    "ism": "ISM importance",
+    "grad_x_input": "gradient × input",
+    "integrated_gradients": "integrated gradients",
+    "deeplift_shap": "DeepLIFT-SHAP",
+}
+
+
 def base_importance(ds: xr.Dataset, sequence: str = "reference") -> np.ndarray:
-    """Height of each observed base: the attribution at it (gradient × input), or for ISM
-    minus the mean change of the three substitutions (how much changing it costs)."""
+    """Height of each observed base: for ISM minus the mean change of the three
+    substitutions (how much changing it costs), for gradient methods the position's
+    attribution summed over the four bases (only the own base is non-zero for gradient ×
+    input and a zero baseline)."""
     values = ds["attribution"].sel(sequence=sequence).values.astype(np.float64)
     observed = ds["observed"].sel(sequence=sequence).values
     out = np.full(len(observed), np.nan)
@@ -52,7 +63,7 @@ def base_importance(ds: xr.Dataset, sequence: str = "reference") -> np.ndarray:
             others = np.delete(values[j], base)
             out[j] = -np.mean(others)
         else:
-            out[j] = values[j, base]
+            out[j] = np.nansum(values[j]) if np.isfinite(values[j]).any() else np.nan
     return out
 
 
@@ -90,8 +101,9 @@ def attribution(
 
     Returns
     -------
-    The Axes. Each position shows its own base, scaled by its importance: the attribution
-    at that base for gradient × input, and for ISM minus the mean score change of the three
+    The Axes. Each position shows its own base, scaled by its importance: the position's
+    attribution (summed over the four bases) for gradient × input, integrated gradients
+    and DeepLIFT-SHAP, and for ISM minus the mean score change of the three
     substitutions (tall letters above the axis are bases the score depends on). The x
     axis is in reference coordinates, in gene orientation.
     """
@@ -113,8 +125,7 @@ def attribution(
     positions = ds["position"].values
     ticks = np.linspace(0, len(positions) - 1, num=min(7, len(positions))).round().astype(int)
     ax.set_xticks(ticks, [f"{positions[t]:,}" for t in ticks])
-    what = "ISM importance" if ds.attrs.get("method") == "ism" else "gradient × input"
-    ax.set_ylabel(f"{what}\n({ds.attrs.get('target', '')})")
+    ax.set_ylabel("{}\n({})".format(*_method_label(ds)))
     ax.set_xlabel(f"position on {ds.attrs.get('chrom', '')} (0-based, gene orientation)")
     title = f"{_gene_label(ds)} · {sequence}"
     if variants and isinstance(adata, ad.AnnData) and is_cohort(adata):
@@ -148,11 +159,14 @@ def ism(
     flank: int = 50,
     ax: Axes | None = None,
 ) -> Axes:
-    """Heatmap of in-silico mutagenesis: score change for every base at every position.
+    """Heatmap of attributions for every base at every position.
 
     Parameters are those of :func:`attribution`. Returns the Axes: rows A, C, G, T
     (gene orientation), columns the positions, a diverging colour scale centred on 0; the
-    sequence's own base (change 0) is outlined.
+    sequence's own base is outlined. For ISM each cell is the score change of writing
+    that base (0 at the own base); for gradient methods the stored attribution (with
+    a non-zero baseline such as integrated gradients' ``"uniform"`` or DeepLIFT-SHAP's,
+    every base has one).
     """
     ds = _around(_dataset(adata, gene, key), center, flank)
     values = ds["attribution"].sel(sequence=sequence).values.T.astype(np.float64)
@@ -171,8 +185,12 @@ def ism(
     ticks = np.linspace(0, len(positions) - 1, num=min(7, len(positions))).round().astype(int)
     ax.set_xticks(ticks, [f"{positions[t]:,}" for t in ticks])
     ax.set_xlabel(f"position on {ds.attrs.get('chrom', '')} (0-based, gene orientation)")
-    ax.set_title(f"{_gene_label(ds)} · {sequence} · ISM ({ds.attrs.get('target', '')})")
-    ax.figure.colorbar(image, ax=ax, label="score change", fraction=0.03, pad=0.01)
+    method = ds.attrs.get("method", "ism")
+    name, details = _method_label(ds)
+    name = "ISM" if method == "ism" else name
+    ax.set_title(f"{_gene_label(ds)} · {sequence} · {name} ({details})")
+    label = "score change" if method == "ism" else "attribution"
+    ax.figure.colorbar(image, ax=ax, label=label, fraction=0.03, pad=0.01)
     return ax
 
 
@@ -239,6 +257,15 @@ def variant_effects(
     if len(both):
         ax.legend(fontsize=7, frameon=False)
     return ax
+
+
+def _method_label(ds: xr.Dataset) -> tuple[str, str]:
+    """The name of the stored result's method, and its target (with the baseline)."""
+    method = str(ds.attrs.get("method", ""))
+    baseline = ds.attrs.get("baseline")
+    target = str(ds.attrs.get("target", ""))
+    details = f"{baseline} baseline, {target}" if baseline else target
+    return METHOD_LABELS.get(method, method), details
 
 
 def _gene_label(ds: xr.Dataset) -> str:

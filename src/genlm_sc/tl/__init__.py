@@ -6,7 +6,8 @@
     :func:`fit_expression` (PrediXcan, elastic net, ridge, fine-tuning), :func:`fit_dosages`,
     :func:`predict`, :func:`fit_gene_expression`, :func:`predictability`.
 ``attribution``
-    :func:`attribute` (in-silico mutagenesis, gradient × input), :func:`variant_effects`,
+    :func:`attribute` (in-silico mutagenesis, gradient × input, integrated gradients,
+    DeepLIFT-SHAP), :func:`variant_effects`,
     :func:`attention` (attention maps per base).
 ``motifs``
     :func:`scan_motifs`, :func:`motif_matches`.

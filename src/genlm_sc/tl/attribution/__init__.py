@@ -1,1 +1,2 @@
-"""Attribution: in-silico mutagenesis, gradients and variant effects."""
+"""Attribution: in-silico mutagenesis, gradients, integrated gradients, DeepLIFT-SHAP and
+variant effects."""

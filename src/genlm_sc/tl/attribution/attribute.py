@@ -1,4 +1,5 @@
-"""Per-base attributions of a gene's window: in-silico mutagenesis and gradient × input."""
+"""Per-base attributions of a gene's window: in-silico mutagenesis, gradient × input,
+integrated gradients and DeepLIFT-SHAP."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from .scorers import load_scorer
 
 __all__ = ["attribute"]
 
-Method = Literal["ism", "grad_x_input"]
+Method = Literal["ism", "grad_x_input", "integrated_gradients", "deeplift_shap"]
+METHODS = ("ism", "grad_x_input", "integrated_gradients", "deeplift_shap")
 Target = Literal["expression", "mlm"]
 
 
@@ -76,6 +78,10 @@ def attribute(
     target: Target = "expression",
     samples: Sequence[str] | None = None,
     region: tuple[int, int] | None = None,
+    baseline: str | None = None,
+    n_steps: int = 50,
+    n_baselines: int = 20,
+    random_state: int = 0,
     batch_size: int = 32,
     device: str = "auto",
     key_added: str | None = None,
@@ -100,7 +106,21 @@ def attribute(
         batches, only the chunks a mutant changes; edits that change no token are not
         run). ``"grad_x_input"``: the gradient of the score with respect to the one-hot
         bases times the one-hot input (non-zero only at the sequence's own base); token
-        gradients are projected onto bases as described in :mod:`genlm_sc.tl.attribution.scorers`.
+        gradients are projected onto bases as described in :mod:`genlm_sc.tl.attribution.onehot`.
+        ``"integrated_gradients"``: captum's integrated gradients from ``baseline`` to the
+        sequence's one-hot bases (through the same map onto tokens), ``(x - baseline)``
+        times the gradient averaged along the straight path; the attributions of a
+        sequence add up to ``score(x) - score(baseline)`` up to the stored
+        ``convergence_delta``. ``"deeplift_shap"``: captum's ``DeepLiftShap``, DeepLIFT
+        averaged over ``n_baselines`` baseline sequences; its rules are exact (attributions
+        add up to the score minus the mean baseline score, ``convergence_delta`` at
+        rounding level) only for networks whose nonlinearities are captum-supported
+        modules (``ReLU``, ``Sigmoid``, ``Tanh``, ...) with a linear readout, as an
+        expression model's head is. Through GELU, layer norm, attention and the
+        masked LM's log-softmax (every shipped architecture) captum passes plain
+        gradients, so the attributions are an approximation; the stored
+        ``convergence_delta`` says how far from additive they are. Gradient methods need a
+        token embedding matrix (GPN has none: use ``"ism"``).
     target
         The score: ``"expression"``, the predicted expression of a person homozygous for
         the sequence (editing one haplotype of a person changes the prediction by half
@@ -115,6 +135,20 @@ def attribute(
         copied from there (ISM over a whole 4-kb window is ``3 × 4,096`` mutants; a region
         around a variant of interest is far quicker). Other positions are ``NaN``.
         Gradients are computed for the whole window regardless.
+    baseline
+        ``"integrated_gradients"``: ``"zeros"`` (default; every base entry 0: the
+        sequence's token vectors, hence their embeddings, are 0, special tokens kept) or
+        ``"uniform"`` (every entry 0.25, the average base; k-mer tokens get ``4**-k`` on
+        every k-mer). ``"deeplift_shap"``: ``"shuffle"`` (default; dinucleotide shuffles of
+        each sequence, keeping its dinucleotide and CpG counts) or ``"random"``
+        (independent uniform bases). BPE tokenizers allow only ``"zeros"`` (their tokens are
+        not products of bases).
+    n_steps
+        Integration steps of ``"integrated_gradients"`` (Gauss-Legendre).
+    n_baselines
+        Baseline sequences of ``"deeplift_shap"``.
+    random_state
+        Seed of the ``"deeplift_shap"`` baselines.
     batch_size
         Chunks per forward pass.
     device
@@ -139,15 +173,24 @@ def attribute(
         deletion removed it; ``score`` (sequence), the unedited score; ``carriers``
         (sequence), the person-haplotypes of ``samples`` carrying each haplotype; and, with
         ``samples``, ``sample_sequence`` (sample, ploidy), which sequence each person
-        carries. Haplotype bases map to the reference through their indels; bases inserted
-        by an insertion have no reference coordinate and are left out, deleted reference
-        bases are ``NaN``.
+        carries; with ``"integrated_gradients"`` and ``"deeplift_shap"``,
+        ``convergence_delta`` (sequence), the sum of a sequence's attributions minus the
+        score difference they explain. ``attribution`` holds, at every base, the
+        gradient (path-averaged for integrated gradients, DeepLIFT's multiplier for
+        DeepLIFT-SHAP) times ``x - baseline``: gradient × input and a zero baseline are
+        non-zero only at the sequence's own base, other baselines at all four; the sum
+        over ``base`` is a position's contribution. Haplotype bases map to the
+        reference through their indels; bases inserted by an insertion have no reference
+        coordinate and are left out, deleted reference bases are ``NaN``.
     """
-    if method not in ("ism", "grad_x_input"):
-        raise ValueError(f"method must be 'ism' or 'grad_x_input', not {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    options = _options(method, baseline, n_steps, n_baselines, random_state)
     adata = adata.copy() if copy else adata
     window = gene_window(adata, gene)
     scorer = load_scorer(model, target=target, device=device)
+    if method != "ism":
+        scorer.require_embeddings(f"{method} attributions")
     labels, sequences, coordinates, carriers = ["reference"], [window.sequence], [None], [0]
     sample_sequence = None
     if samples is not None:
@@ -162,6 +205,7 @@ def attribute(
     width = len(window.sequence)
     values = np.full((len(sequences), width, 4), np.nan)
     observed = np.zeros((len(sequences), width), dtype=np.uint8)
+    deltas = np.full(len(sequences), np.nan)
     for i, sequence in enumerate(sequences):
         if coordinates[i] is None:
             coordinates[i] = window.positions[: len(sequence)]
@@ -177,8 +221,10 @@ def attribute(
             scores = scorer.saturation_mutagenesis(
                 sequence, positions=wanted, batch_size=batch_size
             )
-        else:
+        elif method == "grad_x_input":
             scores = _grad_x_input(scorer.base_gradients(sequence), sequence)
+        else:
+            scores, deltas[i] = _captum(scorer, sequence, method, options, batch_size)
         codes = np.frombuffer(sequence.upper().encode("ascii"), dtype=np.uint8)
         kept = columns >= 0
         values[i, columns[kept]] = scores[kept]
@@ -197,14 +243,45 @@ def attribute(
             "method": method, "target": target, "model": _describe(model),
             "window_start": window.start, "window_end": window.end,
             "region": "" if region is None else f"{int(region[0])}-{int(region[1])}",
+            **options,
         },
     )  # fmt: skip
+    if method in ("integrated_gradients", "deeplift_shap"):
+        ds["convergence_delta"] = ("sequence", deltas)
     if sample_sequence is not None:
         ds["sample_sequence"] = sample_sequence
     from ...store import write_result
 
     write_result(adata, key_added or f"gl_{method}_{target}", window.gene, ds)
     return adata if copy else None
+
+
+def _options(
+    method: str, baseline: str | None, n_steps: int, n_baselines: int, random_state: int
+) -> dict[str, Any]:
+    """The settings of ``method`` recorded with its result (refusing ones it ignores)."""
+    from .onehot import BASELINES, check_baseline
+
+    if method not in BASELINES:
+        if baseline is not None:
+            raise ValueError(f"baseline= applies to {tuple(BASELINES)}, not to method={method!r}")
+        return {}
+    baseline = BASELINES[method][0] if baseline is None else baseline
+    check_baseline(method, baseline)
+    if method == "integrated_gradients":
+        return {"baseline": baseline, "n_steps": int(n_steps)}
+    return {"baseline": baseline, "n_baselines": int(n_baselines),
+            "random_state": int(random_state)}  # fmt: skip
+
+
+def _captum(
+    scorer: Any, sequence: str, method: str, options: dict[str, Any], batch_size: int
+) -> tuple[np.ndarray, float]:
+    from .onehot import OneHotScore, deeplift_shap, integrated_gradients
+
+    score = OneHotScore(scorer, sequence.upper())
+    run = integrated_gradients if method == "integrated_gradients" else deeplift_shap
+    return run(score, **options, batch_size=batch_size)
 
 
 def _grad_x_input(gradients: np.ndarray, sequence: str) -> np.ndarray:

@@ -21,9 +21,11 @@ and evaluates every distinct chunk once (a cache shared by all sequences a score
 haplotypes of one gene re-use each other's unchanged chunks). The results equal scoring
 every mutant from scratch.
 
-Gradients (:meth:`ChunkScorer.base_gradients`) are taken with respect to the one-hot token
-inputs (the embedding lookup is replaced by a product of a one-hot matrix with the
-embedding weights) and projected onto bases through the tokenizer:
+Gradients (:meth:`ChunkScorer.base_gradients`) are taken with respect to one-hot bases
+mapped onto the one-hot token inputs (the embedding lookup is replaced by a product of a
+one-hot matrix with the embedding weights; :mod:`genlm_sc.tl.attribution.onehot`, which
+integrated gradients and DeepLIFT-SHAP use too), so token gradients reach the bases
+through the tokenizer:
 
 - single-base and k-mer tokens (overlapping DNABERT k-mers and Nucleotide Transformer
   k-mers): a token's one-hot vector is read as the product of the one-hot vectors of its
@@ -36,7 +38,6 @@ embedding weights) and projected onto bases through the tokenizer:
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -49,11 +50,10 @@ from ..._dna import BASE_INDEX, BASES
 from ...models.chunking import Chunker, context_length, ignores_attention_mask
 from ...models.heads import HaplotypeRegressor
 from ...models.tokenization import tokenizer_info
+from .onehot import _POSITIONAL, OneHotScore, _onehot_inputs
 
 __all__ = ["ChunkScorer", "ExpressionScorer", "LikelihoodScorer", "load_scorer"]
 
-#: Tokenizers whose token boundaries do not move when one base is substituted.
-_POSITIONAL = ("char", "kmer", "nt_kmer")
 #: Mutants whose changed chunks are evaluated together.
 _MUTANTS_PER_BLOCK = 512
 
@@ -180,22 +180,17 @@ class ChunkScorer:
         where a gradient is not defined (positions outside any token, and bases other
         than the sequence's own under non-positional tokenizers).
         """
+        self.require_embeddings("gradients")
+        return OneHotScore(self, _clean(sequence)).gradients()
+
+    def require_embeddings(self, what: str) -> None:
+        """Refuse ``what`` (gradient methods) for a network without a token embedding matrix."""
         if not isinstance(self.embeddings, torch.nn.Embedding):
             raise ValueError(
                 f"{type(self.network).__name__} has no token embedding matrix (GPN reads "
-                "one-hot bases directly), so gradients with respect to tokens are not "
+                f"one-hot bases directly), so {what} with respect to tokens are not "
                 "defined for it; use method='ism'"
             )
-        sequence = _clean(sequence)
-        chunks = self.chunker.chunk_ids(sequence)
-        ids, mask, keep = self.chunker.pad(chunks)
-        onehot = torch.nn.functional.one_hot(ids, self.embeddings.num_embeddings)
-        onehot = onehot.float().requires_grad_(True)
-        with torch.enable_grad(), _onehot_inputs(self.embeddings, onehot):
-            features = self.chunk_features(ids, mask, keep)
-            score = self.combine(features.double().sum(0, keepdim=True))[0]
-            (grad,) = torch.autograd.grad(score, onehot)
-        return self._project(sequence, grad.double().cpu().numpy())
 
     def score_onehot(self, sequence: str, onehot: torch.Tensor) -> float:
         """The score with the token one-hot inputs of ``sequence``'s chunks replaced by
@@ -281,30 +276,6 @@ class ChunkScorer:
                 ids = edited.setdefault(c, list(chunks[c]))
                 ids[column] = new_id
             yield position, base, (sorted(edited.items()) or None)
-
-    def _project(self, sequence: str, grad: np.ndarray) -> np.ndarray:
-        spans, chunk_of, column_of = self.token_layout(sequence)
-        out = np.full((len(sequence), 4), np.nan)
-        touched = np.zeros(len(sequence), dtype=bool)
-        for token, (start, end) in enumerate(spans):
-            token_grad = grad[chunk_of[token], column_of[token]]
-            text = sequence[start:end]
-            if self.kind not in _POSITIONAL:
-                own = token_grad[self._vocab.get(text, self._unk)] / max(end - start, 1)
-                for position in range(start, end):
-                    base = BASE_INDEX.get(sequence[position])
-                    if base is not None:
-                        out[position, base] = np.nan_to_num(out[position, base]) + own
-                continue
-            for position in range(start, end):
-                if not touched[position]:
-                    out[position] = 0.0
-                    touched[position] = True
-                offset = position - start
-                for base, letter in enumerate(BASES):
-                    kmer = text[:offset] + letter + text[offset + 1 :]
-                    out[position, base] += token_grad[self._vocab.get(kmer, self._unk)]
-        return out
 
 
 class ExpressionScorer(ChunkScorer):
@@ -516,17 +487,3 @@ def _covering_tokens(spans: np.ndarray, length: int) -> list[list[int]]:
         for position in range(start, min(end, length)):
             covering[position].append(token)
     return covering
-
-
-@contextlib.contextmanager
-def _onehot_inputs(embeddings: torch.nn.Embedding, onehot: torch.Tensor):
-    """Make ``embeddings`` return ``onehot @ weight`` (same values, differentiable)."""
-
-    def hook(module, inputs, output):
-        return (onehot.to(module.weight.dtype) @ module.weight).to(output.dtype)
-
-    handle = embeddings.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
