@@ -7,12 +7,14 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from .._engine import is_distributed
 from .._provenance import file_record
 from ..io.contigs import match_contigs
 from ..io.errors import InputFileError
@@ -21,6 +23,7 @@ from ..io.fasta import FastaReference
 from ..io.samples import read_sample_panel
 from ..io.vcf import VariantBlock, VariantFile, is_symbolic_allele, sort_and_index_hint
 from ..store import CohortStoreWriter
+from .cohort_parts import build_in_parts, parts_folder, remove_parts
 from .haplotypes import (
     MissingPolicy,
     UnphasedPolicy,
@@ -71,6 +74,8 @@ def personal_sequences(
     ref_mismatch: str = "error",
     random_state: int = 0,
     progress: bool | None = None,
+    client: Any = None,
+    n_jobs: int | None = None,
 ) -> ad.AnnData:
     """Build each person's two haplotype sequences around every gene of a panel.
 
@@ -109,6 +114,14 @@ def personal_sequences(
         Seed of the ``"random"`` phase policy.
     progress
         Show a progress bar (default: when there are more than 20 genes).
+    client
+        A :class:`distributed.Client`: the genes are built as tasks over gene groups on its
+        cluster (each task writes a part store beside ``store``; the parts are then copied
+        into the store by tasks that each own whole chunks). A killed run, called again
+        with the same inputs, keeps the groups it finished. Needs ``store``.
+    n_jobs
+        Build on a local cluster of this many worker processes (one thread each), made
+        for the call; ignored when ``client`` is given. ``None`` or 1: in this process.
 
     Returns
     -------
@@ -146,49 +159,22 @@ def personal_sequences(
     contig_map = match_contigs(obs["chrom"].unique(), reader.contig_names(), path=vcf)
     counts = _Counts()
     writer = CohortStoreWriter(store, samples=reader.samples, genes=list(obs.index))
-    n_variants, n_haplotypes, n_skipped = [], [], []
-    cluster: _Cluster | None = None
-    clusters = _clusters(obs)
-    windows_of: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
-    for gene_id, span in clusters.items():
-        windows_of.setdefault(span, []).append(
-            (int(obs.at[gene_id, "start"]), int(obs.at[gene_id, "end"]))
-        )
-    counted: set[tuple[str, int, int]] = set()
     show = progress if progress is not None else len(obs) > 20
+    policies = {"unphased": unphased, "missing": missing, "ref_mismatch": ref_mismatch,
+                "random_state": random_state}  # fmt: skip
+    distributed = is_distributed(client, n_jobs)
     try:
-        for gene_id, row in tqdm(obs.iterrows(), total=len(obs), disable=not show, unit="gene"):
-            start, end = int(row["start"]), int(row["end"])
-            if cluster is None or not (
-                cluster.chrom == row["chrom"] and cluster.start <= start and end <= cluster.end
-            ):
-                span = clusters[gene_id]
-                cluster = _load_cluster(
-                    reader, reference, span, contig_map[span[0]], windows_of[span],
-                    counts, already_counted=[c for c in counted if c[0] == span[0]],
-                    unphased=unphased, missing=missing, ref_mismatch=ref_mismatch,
-                    random_state=random_state,
-                )  # fmt: skip
-                counted.add(span)
-            offset = start - cluster.start
-            window_reference = cluster.reference[offset : offset + (end - start)]
-            lo, hi = np.searchsorted(cluster.block.positions, [start, end])
-            block = cluster.block.slice(lo, hi)
-            alleles = cluster.alleles[lo:hi]
-            haplotypes = build_window_haplotypes(
-                window_reference, start, block, alleles, strand=row["strand"]
-            )
-            writer.add_gene(
-                haplotypes,
-                positions=block.positions,
-                ids=block.ids,
-                refs=block.refs,
-                alts=block.alts,
-                alleles=alleles,
-            )
-            n_variants.append(len(block))
-            n_haplotypes.append(len(haplotypes.lengths))
-            n_skipped.append(haplotypes.n_skipped_overlaps)
+        if distributed:
+            (n_variants, n_haplotypes, n_skipped), parts = build_in_parts(
+                writer, genotypes=vcf, fasta=fasta, samples=reader.samples, obs=obs,
+                contig_map=contig_map, counts=counts, policies=policies, client=client,
+                n_jobs=n_jobs, progress=show,
+            )  # fmt: skip
+        else:
+            n_variants, n_haplotypes, n_skipped = build_genes(
+                writer, reader, reference, obs, contig_map, counts, counted_before=set(),
+                progress=show, **policies,
+            )  # fmt: skip
         counts.skipped_overlapping = int(sum(n_skipped))
         cohort = _cohort_anndata(
             reader.samples, genes, expression_table, panel, n_variants, n_haplotypes, n_skipped
@@ -199,6 +185,8 @@ def personal_sequences(
             random_state=random_state,
         )  # fmt: skip
         cohort.uns["gl"]["store"] = writer.location
+        if distributed:
+            cohort.uns["gl"]["parts"] = parts
         writer.finish(
             cohort if store is not None else None,
             gene_variables={
@@ -214,6 +202,8 @@ def personal_sequences(
     finally:
         reader.close()
         reference.close()
+    if distributed:
+        remove_parts(parts_folder(writer.final_path))
     logger.info(
         "built %d unique haplotypes for %d people x %d genes",
         sum(n_haplotypes),
@@ -221,6 +211,74 @@ def personal_sequences(
         cohort.n_vars,
     )
     return cohort
+
+
+def build_genes(
+    writer: CohortStoreWriter,
+    reader: VariantFile,
+    reference: FastaReference,
+    obs: pd.DataFrame,
+    contig_map: dict[str, str],
+    counts: _Counts,
+    *,
+    counted_before: set[tuple[str, int, int]],
+    all_obs: pd.DataFrame | None = None,
+    unphased: UnphasedPolicy,
+    missing: MissingPolicy,
+    ref_mismatch: str,
+    random_state: int,
+    progress: bool,
+) -> tuple[list[int], list[int], list[int]]:
+    """Build the haplotypes of the genes of ``obs`` (panel rows, in order) into ``writer``.
+
+    ``all_obs`` is the whole panel when ``obs`` is one group of it (the windows of a span
+    come from the whole panel, so a group reads the same records as a whole run), and
+    ``counted_before`` the spans whose records earlier groups counted. Returns the number of
+    variants, distinct haplotypes and skipped overlapping records of each gene.
+    """
+    panel = obs if all_obs is None else all_obs
+    clusters = _clusters(panel)
+    windows_of: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
+    for gene_id, span in clusters.items():
+        windows_of.setdefault(span, []).append(
+            (int(panel.at[gene_id, "start"]), int(panel.at[gene_id, "end"]))
+        )
+    counted = set(counted_before)
+    n_variants, n_haplotypes, n_skipped = [], [], []
+    cluster: _Cluster | None = None
+    for gene_id, row in tqdm(obs.iterrows(), total=len(obs), disable=not progress, unit="gene"):
+        start, end = int(row["start"]), int(row["end"])
+        if cluster is None or not (
+            cluster.chrom == row["chrom"] and cluster.start <= start and end <= cluster.end
+        ):
+            span = clusters[gene_id]
+            cluster = _load_cluster(
+                reader, reference, span, contig_map[span[0]], windows_of[span],
+                counts, already_counted=[c for c in counted if c[0] == span[0]],
+                unphased=unphased, missing=missing, ref_mismatch=ref_mismatch,
+                random_state=random_state,
+            )  # fmt: skip
+            counted.add(span)
+        offset = start - cluster.start
+        window_reference = cluster.reference[offset : offset + (end - start)]
+        lo, hi = np.searchsorted(cluster.block.positions, [start, end])
+        block = cluster.block.slice(lo, hi)
+        alleles = cluster.alleles[lo:hi]
+        haplotypes = build_window_haplotypes(
+            window_reference, start, block, alleles, strand=row["strand"]
+        )
+        writer.add_gene(
+            haplotypes,
+            positions=block.positions,
+            ids=block.ids,
+            refs=block.refs,
+            alts=block.alts,
+            alleles=alleles,
+        )
+        n_variants.append(len(block))
+        n_haplotypes.append(len(haplotypes.lengths))
+        n_skipped.append(haplotypes.n_skipped_overlaps)
+    return n_variants, n_haplotypes, n_skipped
 
 
 def _check_panel(genes: ad.AnnData) -> None:
