@@ -79,7 +79,9 @@ def test_haplotypes_on_two_workers_equal_one_process(example, built, client, tmp
 
 def test_overlapping_windows_count_each_record_once(example, client, tmp_path):
     # wide windows overlap their neighbours: a record read by two groups is counted once
-    panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=60_000, off_contig="drop")[:10]
+    panel = gl.pp.gene_windows(example.genes, fasta=example.fasta, width=60_000, off_contig="drop")[
+        :10
+    ]
     common = {"fasta": example.fasta, "genes": panel, "unphased": "random", "progress": False}
     single = gl.pp.personal_sequences(example.vcf, store=tmp_path / "a.zarr", **common)
     two = gl.pp.personal_sequences(example.vcf, store=tmp_path / "b.zarr", client=client, **common)

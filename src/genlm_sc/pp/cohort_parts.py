@@ -39,7 +39,7 @@ def span_reads(panel: pd.DataFrame, gene_ids) -> list[tuple[str, int, int] | Non
     A build reads the genotypes of a span (the windows of nearby genes together, from the
     whole ``panel``) at the first gene outside the span read before.
     """
-    from .personal import _clusters
+    from .gene_build import _clusters
 
     clusters = _clusters(panel)
     reads: list[tuple[str, int, int] | None] = []
@@ -121,7 +121,7 @@ def build_part(
     from ..io.fasta import FastaReference
     from ..io.vcf import VariantFile
     from ..store import CohortStoreWriter
-    from .personal import _Counts, build_genes
+    from .gene_build import _Counts, build_genes
 
     target = Path(path)
     done = finished_part(target, fingerprint)

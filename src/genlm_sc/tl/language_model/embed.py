@@ -10,6 +10,7 @@ import numpy as np
 
 from ..._engine import is_distributed
 from ...get import is_cohort
+from .embed_tasks import embed_rows
 
 __all__ = ["embed"]
 
@@ -202,57 +203,8 @@ def _embed_cohort(
     return int(wanted.sum())
 
 
-#: Pooled sums of distinct chunks kept across the blocks of one embedding call (then cleared).
-CHUNK_CACHE_BYTES = 512 * 2**20
-
-
 def _counting(blocks, counted: dict[str, int], record: dict):
     """Pass ``blocks`` on; when they are done, record the chunk counts in ``record``."""
     yield from blocks
     record["n_chunks"] = counted["chunks"]
     record["n_forward_chunks"] = counted["forward_chunks"]
-
-
-def embed_rows(
-    ds,
-    start: int,
-    stop: int,
-    *,
-    wanted: np.ndarray,
-    encoder,
-    cache: dict,
-    earlier,
-    pooling: str,
-    layer: int,
-    batch_size: int,
-    counted: dict[str, int],
-) -> np.ndarray:
-    """Embeddings of haplotypes ``start`` to ``stop - 1`` of a store's Dataset ``ds``.
-
-    Rows where ``wanted`` is false keep ``earlier`` (a stored embedding) or ``NaN``. Chunk
-    vectors come from and go to ``cache`` (saved to disk when it is a ``ChunkCache``);
-    ``counted`` adds up the chunks seen and computed.
-    """
-    from .chunk_cache import ChunkCache
-
-    rows = np.flatnonzero(wanted)
-    block = np.full((stop - start, encoder.hidden_size), np.nan, dtype=np.float32)
-    if earlier is not None:
-        block[:] = earlier[start:stop].values
-    if not len(rows):
-        return block
-    lengths = ds["haplotype_length"][start:stop].values
-    codes = ds["sequence"][start + rows[0] : start + rows[-1] + 1].values
-    windows = [codes[i - rows[0], : lengths[i]].tobytes().decode("ascii") for i in rows]
-    if len(cache) > max(CHUNK_CACHE_BYTES // (8 * encoder.hidden_size), 1):
-        if isinstance(cache, ChunkCache):
-            cache.save()
-        cache.clear()
-    block[rows] = encoder.embed(
-        windows, pooling=pooling, layer=layer, batch_size=batch_size, chunk_cache=cache
-    )
-    for name in counted:
-        counted[name] += encoder.last_counts[name]
-    if isinstance(cache, ChunkCache):
-        cache.save()  # a killed run keeps what it computed
-    return block

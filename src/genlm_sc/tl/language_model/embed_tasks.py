@@ -21,6 +21,9 @@ ROWS_PER_TASK = 1024
 #: In each worker process: encoders and chunk caches loaded by earlier tasks.
 _LOADED: dict[tuple, Any] = {}
 
+#: Pooled sums of distinct chunks kept across the blocks of one embedding call (then cleared).
+CHUNK_CACHE_BYTES = 512 * 2**20
+
 
 def embed_in_tasks(
     cohort,
@@ -110,7 +113,6 @@ def embed_block(
     from ...store import open_haplotypes_at
     from ...store.dataset import writing
     from .chunk_cache import ChunkCache
-    from .embed import embed_rows
 
     options = tuple(sorted(encoder_options.items()))
     if ("encoder", model, options) not in _LOADED:
@@ -130,3 +132,48 @@ def embed_block(
     with writing():
         zarr.open_array(staged, mode="r+")[start:stop] = block
     return counted
+
+
+def embed_rows(
+    ds,
+    start: int,
+    stop: int,
+    *,
+    wanted: np.ndarray,
+    encoder,
+    cache: dict,
+    earlier,
+    pooling: str,
+    layer: int,
+    batch_size: int,
+    counted: dict[str, int],
+) -> np.ndarray:
+    """Embeddings of haplotypes ``start`` to ``stop - 1`` of a store's Dataset ``ds``.
+
+    Rows where ``wanted`` is false keep ``earlier`` (a stored embedding) or ``NaN``. Chunk
+    vectors come from and go to ``cache`` (saved to disk when it is a ``ChunkCache``);
+    ``counted`` adds up the chunks seen and computed.
+    """
+    from .chunk_cache import ChunkCache
+
+    rows = np.flatnonzero(wanted)
+    block = np.full((stop - start, encoder.hidden_size), np.nan, dtype=np.float32)
+    if earlier is not None:
+        block[:] = earlier[start:stop].values
+    if not len(rows):
+        return block
+    lengths = ds["haplotype_length"][start:stop].values
+    codes = ds["sequence"][start + rows[0] : start + rows[-1] + 1].values
+    windows = [codes[i - rows[0], : lengths[i]].tobytes().decode("ascii") for i in rows]
+    if len(cache) > max(CHUNK_CACHE_BYTES // (8 * encoder.hidden_size), 1):
+        if isinstance(cache, ChunkCache):
+            cache.save()
+        cache.clear()
+    block[rows] = encoder.embed(
+        windows, pooling=pooling, layer=layer, batch_size=batch_size, chunk_cache=cache
+    )
+    for name in counted:
+        counted[name] += encoder.last_counts[name]
+    if isinstance(cache, ChunkCache):
+        cache.save()  # a killed run keeps what it computed
+    return block
