@@ -623,7 +623,7 @@ def test_window_groups_are_bounded():
     """Dense genes never make one huge VCF region (memory stays bounded)."""
     import pandas as pd
 
-    from genlm_sc.pp.personal import _clusters
+    from genlm_sc.pp.gene_build import _clusters
 
     starts = np.arange(0, 5_000_000, 2_000)
     obs = pd.DataFrame(

@@ -6,63 +6,32 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from .._engine import is_distributed
 from .._provenance import file_record
-from ..io.bgen import BGEN_CALL_THRESHOLD
 from .._settings import show_progress
+from ..io.bgen import BGEN_CALL_THRESHOLD
 from ..io.contigs import match_contigs
 from ..io.errors import InputFileError
 from ..io.expression import read_expression
 from ..io.fasta import FastaReference
 from ..io.genotypes import open_genotypes
 from ..io.samples import read_sample_panel
-from ..io.variants import VariantBlock, is_symbolic_allele
-from ..io.vcf import sort_and_index_hint
 from ..store import CohortStoreWriter
+from .cohort_parts import build_in_parts, parts_folder, remove_parts
+from .gene_build import _Counts, build_genes
 from .haplotypes import (
     MissingPolicy,
     UnphasedPolicy,
-    apply_genotype_policies,
-    build_window_haplotypes,
 )
-from .variant_filters import FILTER_REASONS, check_filter_options, filter_reasons
+from .variant_filters import check_filter_options
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class _Counts:
-    records: int = 0
-    snv: int = 0
-    indel: int = 0
-    other: int = 0
-    multiallelic: int = 0
-    symbolic_or_star: int = 0
-    ref_mismatch_skipped: int = 0
-    unphased_heterozygous: int = 0
-    missing_alleles: int = 0
-    haploid_calls: int = 0
-    skipped_overlapping: int = 0
-    filtered_not_pass: int = 0
-    filtered_low_r2: int = 0
-    filtered_low_maf: int = 0
-    mismatches: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Cluster:
-    chrom: str
-    start: int
-    end: int
-    reference: np.ndarray
-    block: VariantBlock
-    alleles: np.ndarray
 
 
 def personal_sequences(
@@ -83,6 +52,8 @@ def personal_sequences(
     bgen_threshold: float = BGEN_CALL_THRESHOLD,
     random_state: int = 0,
     progress: bool | None = None,
+    client: Any = None,
+    n_jobs: int | None = None,
 ) -> ad.AnnData:
     """Build each person's two haplotype sequences around every gene of a panel.
 
@@ -125,6 +96,14 @@ def personal_sequences(
         Seed of the ``"random"`` phase policy.
     progress
         Show a progress bar (default: when there are more than 20 genes).
+    client
+        A :class:`distributed.Client`: the genes are built as tasks over gene groups on its
+        cluster (each task writes a part store beside ``store``; the parts are then copied
+        into the store by tasks that each own whole chunks). A killed run, called again
+        with the same inputs, keeps the groups it finished. Needs ``store``.
+    n_jobs
+        Build on a local cluster of this many worker processes (one thread each), made
+        for the call; ignored when ``client`` is given. ``None`` or 1: in this process.
 
     Returns
     -------
@@ -172,49 +151,23 @@ def personal_sequences(
     contig_map = match_contigs(obs["chrom"].unique(), reader.contig_names(), path=reader.path)
     counts = _Counts()
     writer = CohortStoreWriter(store, samples=reader.samples, genes=list(obs.index))
-    n_variants, n_haplotypes, n_skipped = [], [], []
-    cluster: _Cluster | None = None
-    clusters = _clusters(obs)
-    windows_of: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
-    for gene_id, span in clusters.items():
-        windows_of.setdefault(span, []).append(
-            (int(obs.at[gene_id, "start"]), int(obs.at[gene_id, "end"]))
-        )
-    counted: set[tuple[str, int, int]] = set()
     show = show_progress(progress, len(obs) > 20)
+    policies = {"unphased": unphased, "missing": missing, "ref_mismatch": ref_mismatch,
+                "random_state": random_state, "filters": filters}  # fmt: skip
+    distributed = is_distributed(client, n_jobs)
     try:
-        for gene_id, row in tqdm(obs.iterrows(), total=len(obs), disable=not show, unit="gene"):
-            start, end = int(row["start"]), int(row["end"])
-            if cluster is None or not (
-                cluster.chrom == row["chrom"] and cluster.start <= start and end <= cluster.end
-            ):
-                span = clusters[gene_id]
-                cluster = _load_cluster(
-                    reader, reference, span, contig_map[span[0]], windows_of[span],
-                    counts, already_counted=[c for c in counted if c[0] == span[0]],
-                    unphased=unphased, missing=missing, ref_mismatch=ref_mismatch,
-                    random_state=random_state, filters=filters,
-                )  # fmt: skip
-                counted.add(span)
-            offset = start - cluster.start
-            window_reference = cluster.reference[offset : offset + (end - start)]
-            lo, hi = np.searchsorted(cluster.block.positions, [start, end])
-            block = cluster.block.slice(lo, hi)
-            alleles = cluster.alleles[lo:hi]
-            haplotypes = build_window_haplotypes(
-                window_reference, start, block, alleles, strand=row["strand"]
-            )
-            writer.add_gene(
-                haplotypes,
-                positions=block.positions,
-                ids=block.ids,
-                refs=block.refs,
-                alts=block.alts,
-                alleles=alleles,
-            )
-            n_variants.append(len(block))
-            n_haplotypes.append(len(haplotypes.lengths))
-            n_skipped.append(haplotypes.n_skipped_overlaps)
+        if distributed:
+            (n_variants, n_haplotypes, n_skipped), parts = build_in_parts(
+                writer, genotypes=genotypes, genotype_files=reader.files, fasta=fasta,
+                samples=reader.samples, obs=obs, contig_map=contig_map, counts=counts,
+                policies=policies, bgen_threshold=bgen_threshold, client=client,
+                n_jobs=n_jobs, progress=show,
+            )  # fmt: skip
+        else:
+            n_variants, n_haplotypes, n_skipped = build_genes(
+                writer, reader, reference, obs, contig_map, counts, counted_before=set(),
+                progress=show, **policies,
+            )  # fmt: skip
         counts.skipped_overlapping = int(sum(n_skipped))
         cohort = _cohort_anndata(
             reader.samples, genes, expression_table, panel, n_variants, n_haplotypes, n_skipped
@@ -225,6 +178,8 @@ def personal_sequences(
             random_state=random_state, bgen_threshold=bgen_threshold,
         )  # fmt: skip
         cohort.uns["gl"]["store"] = writer.location
+        if distributed:
+            cohort.uns["gl"]["parts"] = parts
         writer.finish(
             cohort if store is not None else None,
             gene_variables={
@@ -240,6 +195,8 @@ def personal_sequences(
     finally:
         reader.close()
         reference.close()
+    if distributed:
+        remove_parts(parts_folder(writer.final_path))
     logger.info(
         "built %d unique haplotypes for %d people x %d genes",
         sum(n_haplotypes),
@@ -258,129 +215,6 @@ def _check_panel(genes: ad.AnnData) -> None:
         )
     if genes.obs.index.duplicated().any():
         raise ValueError("the gene panel has duplicate gene ids")
-
-
-def _clusters(
-    obs: pd.DataFrame, max_gap: int = 10_000, max_span: int = 250_000
-) -> dict[str, tuple[str, int, int]]:
-    """Group overlapping or nearby windows so each VCF region is parsed once.
-
-    A group spans at most about ``max_span`` bases (plus one window), which bounds the
-    genotypes held in memory at once however dense the genes are.
-    """
-    spans: dict[str, tuple[str, int, int]] = {}
-    for chrom, table in obs.groupby("chrom", sort=False, observed=True):
-        table = table.sort_values("start")
-        members: list[str] = []
-        lo = hi = None
-        for gene_id, start, end in zip(table.index, table["start"], table["end"], strict=True):
-            if hi is not None and (start > hi + max_gap or hi - lo > max_span):
-                spans.update({m: (chrom, lo, hi) for m in members})
-                members, lo, hi = [], None, None
-            members.append(gene_id)
-            lo = start if lo is None else lo
-            hi = end if hi is None else max(hi, end)
-        spans.update({m: (chrom, lo, hi) for m in members})
-    return spans
-
-
-def _load_cluster(
-    reader,
-    reference: FastaReference,
-    span: tuple[str, int, int],
-    vcf_chrom: str,
-    windows: list[tuple[int, int]],
-    counts: _Counts,
-    *,
-    already_counted: list[tuple[str, int, int]],
-    unphased: UnphasedPolicy,
-    missing: MissingPolicy,
-    ref_mismatch: str,
-    random_state: int,
-    filters: dict,
-) -> _Cluster:
-    chrom, start, end = span
-    block = reader.fetch(vcf_chrom, max(start, 0), end)
-    unsorted = np.flatnonzero(np.diff(block.positions) < 0)
-    if len(unsorted):
-        raise InputFileError(
-            reader.path,
-            f"records are not sorted by position; {sort_and_index_hint(reader.path)}",
-            record=block.record_name(int(unsorted[0]) + 1),
-        )
-    inside = np.zeros(len(block), dtype=bool)
-    for window_start, window_end in windows:  # records no window uses are not checked
-        inside |= (block.positions >= window_start) & (block.positions < window_end)
-    if not inside.all():
-        block = block.select(inside)
-    seen = np.zeros(len(block), dtype=bool)  # records counted with an earlier group
-    for _, lo, hi in already_counted:
-        if lo < end and start < hi:
-            seen |= (block.positions >= lo) & (block.positions < hi)
-    reasons = filter_reasons(block, **filters)
-    if (reasons >= 0).any():
-        for index, name in enumerate(FILTER_REASONS):
-            setattr(counts, name, getattr(counts, name) + int(((reasons == index) & ~seen).sum()))
-        block, seen = block.select(reasons < 0), seen[reasons < 0]
-
-    longest_ref = max((len(r) for r in block.refs), default=1)
-    sequence = reference.fetch(chrom, start, end + longest_ref, pad=True)
-    contig_end = reference.lengths[chrom]
-    keep = np.ones(len(block), dtype=bool)
-    for i, (pos, ref, alts) in enumerate(zip(block.positions, block.refs, block.alts, strict=True)):
-        observed = sequence[pos - start : pos - start + len(ref)].tobytes().decode()
-        if observed != ref.upper() or pos + len(ref) > contig_end:
-            if ref_mismatch == "error":
-                raise InputFileError(
-                    reader.path,
-                    f"REF {ref} does not match the reference {reference.path.name} "
-                    f"({observed or 'past the contig end'} at {chrom}:{pos + 1}); is the VCF "
-                    "called on this genome build? pass ref_mismatch='skip' to leave such "
-                    "records out",
-                    record=block.record_name(i),
-                )
-            keep[i] = False
-            if not seen[i]:
-                counts.ref_mismatch_skipped += 1
-                if len(counts.mismatches) < 20:
-                    counts.mismatches.append(block.record_name(i))
-            continue
-        if not seen[i]:
-            _count_record(counts, ref, alts)
-    if not keep.all():
-        block, seen = block.select(keep), seen[keep]
-    alleles, policy_counts = apply_genotype_policies(
-        block,
-        unphased=unphased,
-        missing=missing,
-        samples=reader.samples,
-        path=os.fspath(reader.path),
-        random_state=random_state,
-    )
-    if seen.any():  # count only the records no earlier group counted
-        _, policy_counts = apply_genotype_policies(
-            block.select(~seen), unphased=unphased, missing=missing,
-            samples=reader.samples, path=os.fspath(reader.path), random_state=random_state,
-        )  # fmt: skip
-    counts.unphased_heterozygous += policy_counts.unphased_heterozygous
-    counts.missing_alleles += policy_counts.missing_alleles
-    counts.haploid_calls += policy_counts.haploid_calls
-    return _Cluster(chrom, start, end, sequence[: end - start], block, alleles)
-
-
-def _count_record(counts: _Counts, ref: str, alts: list[str]) -> None:
-    counts.records += 1
-    if len(alts) > 1:
-        counts.multiallelic += 1
-    for alt in alts:
-        if is_symbolic_allele(alt):
-            counts.symbolic_or_star += 1
-        elif len(alt) == len(ref) == 1:
-            counts.snv += 1
-        elif len(alt) != len(ref):
-            counts.indel += 1
-        else:
-            counts.other += 1
 
 
 def _load_expression(expression) -> pd.DataFrame | None:

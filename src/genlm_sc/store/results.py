@@ -85,12 +85,46 @@ def add_haplotype_array(
             raise ValueError(f"{name}: got {data.shape} rows, expected {shape}")
         ds[name] = xr.DataArray(data, dims=dims, attrs=dict(attrs or {}))
         return
-    store = existing_store(Path(location))
+    staged = create_staged_array(
+        adata, name, shape=shape, dims=dims, attrs=attrs, rows_per_chunk=rows_per_chunk
+    )
+    try:
+        with writing():
+            array = zarr.open_array(staged, mode="r+")
+            row = 0
+            for block in blocks:
+                block = np.asarray(block, dtype=np.float32)
+                array[row : row + len(block)] = block
+                row += len(block)
+        if row != shape[0]:
+            raise ValueError(f"{name}: got {row} rows, expected {shape[0]}")
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    put_staged_array(adata, name, staged)
+
+
+def create_staged_array(
+    adata: ad.AnnData,
+    name: str,
+    *,
+    shape: tuple[int, int],
+    dims: tuple[str, str],
+    attrs: Mapping[str, Any] | None = None,
+    rows_per_chunk: int = 1024,
+) -> Path:
+    """A new, empty float32 array in the hidden staging folder of ``adata``'s store.
+
+    Fill it (any process may write whole chunks of rows: ``rows_per_chunk`` each), then
+    :func:`put_staged_array` puts it in the store; remove it on failure.
+    """
+    _check_name(name)
+    store = existing_store(Path(store_location(adata)))
     check_format(store)
     staged = _clean_work(store) / work_name(name)
     try:
         with writing():
-            array = zarr.create_array(
+            zarr.create_array(
                 staged,
                 shape=shape,
                 chunks=(max(min(rows_per_chunk, shape[0]), 1), max(shape[1], 1)),
@@ -101,13 +135,25 @@ def add_haplotype_array(
                 compressors=checksummed(),
                 zarr_format=3,
             )
-            row = 0
-            for block in blocks:
-                block = np.asarray(block, dtype=np.float32)
-                array[row : row + len(block)] = block
-                row += len(block)
-        if row != shape[0]:
-            raise ValueError(f"{name}: got {row} rows, expected {shape[0]}")
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
+    return staged
+
+
+def put_staged_array(
+    adata: ad.AnnData, name: str, staged: Path, attrs: Mapping[str, Any] | None = None
+) -> None:
+    """Seal a filled staged array (:func:`create_staged_array`) and swap it into place.
+
+    ``attrs`` replace the array's attributes first (e.g. counts known only at the end).
+    """
+    location = store_location(adata)
+    store = existing_store(Path(location))
+    try:
+        if attrs is not None:
+            with writing():
+                zarr.open_array(staged, mode="r+").attrs.put(dict(attrs))
         seal(staged)
         swap_into_place(staged, store / "haplotypes" / name)
     except BaseException:

@@ -8,8 +8,10 @@ from typing import Any, Literal
 import anndata as ad
 import numpy as np
 
+from ..._engine import is_distributed
 from ..._settings import show_progress
 from ...get import is_cohort
+from .embed_tasks import embed_rows
 
 __all__ = ["embed"]
 
@@ -28,6 +30,8 @@ def embed(
     genes: Sequence[str] | None = None,
     trust_remote_code: bool = False,
     progress: bool = True,
+    client: Any = None,
+    n_jobs: int | None = None,
     copy: bool = False,
 ) -> ad.AnnData | None:
     """Embed sequences with a DNA language model.
@@ -74,6 +78,13 @@ def embed(
         checkpoint is refused until you have read its code and pass ``True``.
     progress
         Show a progress bar.
+    client
+        For a cohort on disk: a :class:`distributed.Client` whose workers embed blocks of
+        distinct haplotypes (each loads ``model``, which must then be a checkpoint
+        directory, and writes whole chunks of the new variable; all share the chunk cache).
+    n_jobs
+        For a cohort on disk: embed on a local cluster of this many worker processes (one
+        thread each), made for the call; ignored when ``client`` is given.
     copy
         Return a modified copy instead of writing into ``adata``. For a cohort the
         embeddings are written to its store either way.
@@ -97,6 +108,10 @@ def embed(
         record["n_forward_sequences"] = _embed_cohort(
             adata, encoder, key_added=key_added, pooling=pooling, layer=layer,
             batch_size=batch_size, progress=progress, record=record, genes=genes,
+            distributed={"client": client, "n_jobs": n_jobs, "model": model,
+                         "encoder_options": {"device": device, "precision": precision,
+                                             "max_length": max_length,
+                                             "trust_remote_code": trust_remote_code}},
         )  # fmt: skip
     else:
         from ...get import sequences
@@ -122,6 +137,7 @@ def _embed_cohort(
     progress: bool,
     record: dict,
     genes: Sequence[str] | None,
+    distributed: dict[str, Any],
     rows_per_block: int = 256,
 ) -> int:
     """Embed each distinct haplotype of the store once, streaming blocks into it."""
@@ -131,7 +147,6 @@ def _embed_cohort(
 
     ds = open_haplotypes(cohort)
     n = int(ds.sizes["haplotype"])
-    lengths = ds["haplotype_length"].values
     wanted = np.ones(n, dtype=bool)
     if genes is not None:
         wanted[:] = False
@@ -146,10 +161,18 @@ def _embed_cohort(
         cache = ChunkCache.beside(location, encoder, pooling=pooling, layer=layer)
         record["n_cached_chunks_before"] = cache.loaded
     counted = {"chunks": 0, "forward_chunks": 0}
-    cache_limit = max(CHUNK_CACHE_BYTES // (8 * encoder.hidden_size), 1)
     earlier = None  # keep the stored embeddings of genes not asked for
     if genes is not None and key_added in ds and ds[key_added].shape == (n, encoder.hidden_size):
         earlier = ds[key_added]
+    if is_distributed(distributed["client"], distributed["n_jobs"]):
+        from .embed_tasks import embed_in_tasks
+
+        embed_in_tasks(
+            cohort, encoder, key_added=key_added, wanted=wanted,
+            use_earlier=earlier is not None, pooling=pooling, layer=layer,
+            batch_size=batch_size, record=record, progress=progress, **distributed,
+        )  # fmt: skip
+        return int(wanted.sum())
 
     def blocks():
         from tqdm.auto import tqdm
@@ -160,28 +183,13 @@ def _embed_cohort(
             total=busy, disable=not show_progress(progress), desc="haplotypes", unit="block"
         )
         for start in starts:
-            rows = np.flatnonzero(wanted[start : start + rows_per_block])
-            width = (min(rows_per_block, n - start), encoder.hidden_size)
-            block = np.full(width, np.nan, dtype=np.float32)
-            if earlier is not None:
-                block[:] = earlier[start : start + width[0]].values
-            if len(rows):
-                codes = ds["sequence"][start + rows[0] : start + rows[-1] + 1].values
-                windows = [
-                    codes[i - rows[0], : lengths[start + i]].tobytes().decode("ascii") for i in rows
-                ]
-                if len(cache) > cache_limit:
-                    if isinstance(cache, ChunkCache):
-                        cache.save()
-                    cache.clear()
-                block[rows] = encoder.embed(
-                    windows, pooling=pooling, layer=layer, batch_size=batch_size,
-                    chunk_cache=cache,
-                )  # fmt: skip
-                for name in counted:
-                    counted[name] += encoder.last_counts[name]
-                if isinstance(cache, ChunkCache):
-                    cache.save()  # a killed run keeps what it computed
+            stop = min(start + rows_per_block, n)
+            block = embed_rows(
+                ds, start, stop, wanted=wanted[start:stop], encoder=encoder, cache=cache,
+                earlier=earlier, pooling=pooling, layer=layer, batch_size=batch_size,
+                counted=counted,
+            )  # fmt: skip
+            if wanted[start:stop].any():
                 done.update()
             yield block
         done.close()
@@ -196,10 +204,6 @@ def _embed_cohort(
         attrs={k: v for k, v in record.items() if v is not None},
     )
     return int(wanted.sum())
-
-
-#: Pooled sums of distinct chunks kept across the blocks of one embedding call (then cleared).
-CHUNK_CACHE_BYTES = 512 * 2**20
 
 
 def _counting(blocks, counted: dict[str, int], record: dict):

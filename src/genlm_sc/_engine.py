@@ -1,0 +1,80 @@
+"""Running independent tasks on a ``dask.distributed`` cluster.
+
+Functions that can spread their work over gene groups take ``client=`` (a
+:class:`distributed.Client` the user made, for a cluster of any size) or ``n_jobs=`` (a
+local cluster of that many worker processes, one thread each, made for the call and closed
+after it). Each task owns its own output (a part store, or a chunk-aligned block of rows of
+an array), so tasks never write to the same file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["cluster", "is_distributed", "run_tasks"]
+
+
+def is_distributed(client: Any, n_jobs: int | None) -> bool:
+    """Whether a call runs on a cluster (a client was given, or ``n_jobs`` > 1)."""
+    if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs < 1):
+        raise ValueError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    return client is not None or (n_jobs or 1) > 1
+
+
+@contextmanager
+def cluster(client: Any, n_jobs: int | None) -> Iterator[Any]:
+    """The client to run on: ``client`` itself, or a local cluster of ``n_jobs`` workers.
+
+    A local cluster has one thread per worker process (the tasks hold the GIL in Python
+    and numba code) and is closed when the block ends.
+    """
+    if client is not None:
+        yield client
+        return
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=n_jobs or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as local,
+        Client(local) as made,
+    ):
+        yield made
+
+
+def run_tasks(
+    client: Any,
+    function: Callable[..., Any],
+    arguments: Sequence[dict[str, Any]],
+    *,
+    progress: bool,
+    description: str,
+    unit: str = "task",
+) -> list[Any]:
+    """Run ``function(**a)`` for each ``a`` of ``arguments`` on ``client``; results in order.
+
+    A failed task's exception is raised here, as it was raised on the worker, after the
+    other tasks are cancelled.
+    """
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    futures = [
+        client.submit(function, **kwargs, pure=False, key=f"{description}-{i}")
+        for i, kwargs in enumerate(arguments)
+    ]
+    results: dict[Any, Any] = {}
+    try:
+        with tqdm(total=len(futures), disable=not progress, desc=description, unit=unit) as bar:
+            for future in as_completed(futures):
+                results[future.key] = future.result()
+                bar.update()
+    except BaseException:
+        client.cancel(futures)
+        raise
+    return [results[future.key] for future in futures]
