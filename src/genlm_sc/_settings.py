@@ -53,8 +53,9 @@ class Settings:
         Trainer's) on or off, whatever a function's ``progress`` argument says.
     n_jobs
         Worker processes or threads for the functions that can use several (the
-        scikit-learn estimators of :func:`genlm_sc.tl.fit_expression`): a positive number,
-        or ``-1`` for every CPU. Default ``1``.
+        scikit-learn estimators of :func:`genlm_sc.tl.fit_expression`; on the command
+        line also the workers of ``haplotypes`` and ``embed``): a positive number, or ``-1``
+        for every CPU. Default ``1``.
     device
         The device used where a function is given ``device="auto"``: ``"auto"`` (default:
         CUDA when present, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,

@@ -21,7 +21,9 @@ STORE_HELP = (
     "or gl.write); results are written back into it."
 )
 #: Options every verb leaves to the global ones (gl.settings) or handles itself.
-HANDLED = {"adata", "copy", "progress", "device"}
+HANDLED = {"adata", "copy", "progress", "device", "client", "n_jobs"}
+#: Functions that run on several worker processes when ``--n-jobs`` asks for them.
+PARALLEL = {"personal_sequences", "embed"}
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,16 @@ def _haplotypes(args: argparse.Namespace, keywords: dict[str, dict[str, Any]]) -
     windows = keywords["gene_windows"]
     panel = gene_windows(windows.pop("annotation"), fasta=args.fasta, **windows)
     built = keywords["personal_sequences"]
-    personal_sequences(built.pop("vcf"), genes=panel, **built)
+    personal_sequences(built.pop("genotypes"), genes=panel, **_workers(built))
+
+
+def _workers(keywords: dict[str, Any]) -> dict[str, Any]:
+    """``keywords`` with ``n_jobs`` from ``--n-jobs`` (gl.settings) when it asks for more
+    than one worker."""
+    from .._settings import settings
+
+    n = settings.n_workers
+    return {**keywords, "n_jobs": n} if n > 1 else keywords
 
 
 def _cohort_tool(function: str) -> Callable[[argparse.Namespace, dict], None]:
@@ -78,7 +89,8 @@ def _cohort_tool(function: str) -> Callable[[argparse.Namespace, dict], None]:
         from ..store import read, write
 
         cohort = read(args.store)
-        getattr(tl, function)(cohort, **keywords[function])
+        options = keywords[function]
+        getattr(tl, function)(cohort, **(_workers(options) if function in PARALLEL else options))
         write(cohort, args.store)
         if getattr(args, "table", None):
             _write_table(_table(cohort, function, keywords[function]), args.table)
@@ -119,7 +131,7 @@ COMMANDS = (
         ),
         _haplotypes,
         on_store=False,
-        positional=("vcf",),
+        positional=("genotypes",),
         required=("store",),
     ),
     Command(
