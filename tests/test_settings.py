@@ -87,16 +87,16 @@ def test_progress_setting_decides_over_each_functions_argument():
 
 
 def test_progress_false_silences_a_tqdm_bar(example, monkeypatch):
-    import genlm_sc.pp.personal as personal
+    import genlm_sc.pp.gene_build as gene_build
 
     seen = []
-    real = personal.tqdm
+    real = gene_build.tqdm
 
     def spy(*args, **kwargs):
         seen.append(kwargs["disable"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(personal, "tqdm", spy)
+    monkeypatch.setattr(gene_build, "tqdm", spy)
     genes = gl.datasets.example_gene_panel(width=200)[:2].copy()
     build = dict(fasta=example.fasta, genes=genes, unphased="random")
     gl.pp.personal_sequences(example.vcf, progress=True, **build)

@@ -72,6 +72,31 @@ def _literal_aliases(module: str, depth: int = 1) -> dict[str, tuple[str, ...]]:
     return found
 
 
+def _constant(module: str, name: str, depth: int = 2) -> Any:
+    """The literal value of a module-level constant ``name`` of ``module``, following
+    ``from .x import name`` (read from the sources, without importing them)."""
+    package = module.rpartition(".")[0]
+    for node in _source(module).body:
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
+                return ast.literal_eval(node.value)
+        elif isinstance(node, ast.ImportFrom) and node.module and depth:
+            if any((a.asname or a.name) == name for a in node.names):
+                base = package
+                for _ in range(node.level - 1):
+                    base = base.rpartition(".")[0]
+                return _constant(f"{base}.{node.module}", name, depth - 1)
+    raise LookupError(f"{module}: no literal constant {name}")
+
+
+def _default(node: ast.expr, module: str) -> Any:
+    """A parameter's default: a literal, or a module constant holding one."""
+    if isinstance(node, ast.Name):
+        return _constant(module, node.id)
+    return ast.literal_eval(node)
+
+
 def _literal_values(node: ast.expr) -> tuple[str, ...] | None:
     if isinstance(node, ast.Subscript) and ast.unparse(node.value) == "Literal":
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
@@ -122,8 +147,8 @@ def api_parameters(module: str, function: str) -> dict[str, Parameter]:
     defaults: list[Any] = [_NO_DEFAULT] * (
         len(node.args.posonlyargs) + len(node.args.args) - len(node.args.defaults)
     )
-    defaults += [ast.literal_eval(d) for d in node.args.defaults]
-    defaults += [_NO_DEFAULT if d is None else ast.literal_eval(d)
+    defaults += [_default(d, module) for d in node.args.defaults]
+    defaults += [_NO_DEFAULT if d is None else _default(d, module)
                  for d in node.args.kw_defaults]  # fmt: skip
     found = {}
     for argument, default in zip(arguments, defaults, strict=True):

@@ -6,6 +6,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import anndata as ad
@@ -308,7 +309,8 @@ def _provenance(fasta, genes, expression, panel, reader, counts, unmatched, filt
         "genome_build": reader.header_assembly() or "",
         "genotypes": {
             "format": reader.format,
-            "files": [file_record(path) for path in reader.files],
+            # keyed by file name: lists of mappings do not round-trip through h5ad
+            "files": {Path(path).name: file_record(path) for path in reader.files},
         },
         "fasta": file_record(fasta),
         "expression": describe(expression),
