@@ -43,7 +43,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, os.fspath(HERE))
 
-from bench_haplotypes import window_annotation  # noqa: E402
+from bench_haplotypes import machine_info, window_annotation  # noqa: E402
 from simulate_cohort import REFERENCE, SimulationParams, simulate_cohort  # noqa: E402
 
 from genlm_sc.tl.language_model.chunk_cache import CACHE_FOLDER  # noqa: E402
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         "windows": args.windows, "width": args.width,
         "model": f"genlm_conv {args.layers} layers x {args.hidden} channels, char tokens, "
                  "512-token chunks, random weights",
-        "cpu": _cpu(),
+        "machine": machine_info(),
     }  # fmt: skip
     # each store in its own folder: the chunk cache beside a store is not shared
     runs = [run_on(n, vcf, panel, model, work / f"w{n}" / "cohort.zarr") for n in (1, 2)]
@@ -328,16 +328,6 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":
