@@ -1,7 +1,7 @@
 """Out-of-fold r of the fused backbone over seeds, on a planted deletion of the example cohort.
 
 The case of ``tests/test_fusion.py``: the shipped 503-person cohort with 512-bp windows,
-expression = copies of a 1-bp deletion 12 bp from the anchor of ENSG00000088833 (minus
+expression = copies of a 1-bp deletion 11 bp from the anchor of ENSG00000088833 (minus
 strand) + N(0, 0.3²) noise, two outer folds drawn once (seed 0), each person's embedding
 from a tiny genlm_conv model (16 wide, random weights). The fused model: a tiny Enformer
 (dim 48, 2 blocks pruned to 1, 8-bp bins, **random weights**) reading 256 bp, its heads

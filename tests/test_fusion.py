@@ -149,7 +149,7 @@ def test_borzoi_reads_the_package_save_pretrained_folder(tmp_path):
 
 # --- fit_expression(method="fusion") ----------------------------------------------------
 
-GENE = "ENSG00000088833.13"  # minus strand; a 1-bp deletion (AC>A) 12 bp from its anchor
+GENE = "ENSG00000088833.13"  # minus strand; a 1-bp deletion (AC>A) 11 bp from its anchor
 
 
 #: The fit of the tests and of ``benchmarks/fusion_seeds.py``.
