@@ -22,17 +22,30 @@ def install_package(session: nox.Session, target: str) -> None:
     session.install(*target.split())
 
 
+def install_no_deps(session: nox.Session) -> None:
+    """The packages of ``[tool.genlm_sc] no-deps`` in pyproject.toml (the fused backbones),
+    without their dependencies: they pin transformers<5 (their other dependencies come with
+    the ``fusion`` extra)."""
+    import tomllib
+    from pathlib import Path
+
+    settings = tomllib.loads((Path(__file__).parent / "pyproject.toml").read_text())
+    session.install("--no-deps", *settings["tool"]["genlm_sc"]["no-deps"])
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite without the slow tests."""
-    install_package(session, "-e .[test]")
+    install_package(session, "-e .[test,fusion]")
+    install_no_deps(session)
     session.run("pytest", "-m", "not slow and not gpu", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def tests_slow(session: nox.Session) -> None:
     """Only the tests marked slow."""
-    install_package(session, "-e .[test]")
+    install_package(session, "-e .[test,fusion]")
+    install_no_deps(session)
     session.run("pytest", "-m", "slow", *session.posargs, success_codes=[0, 5])
 
 

@@ -73,14 +73,20 @@ def run(seed: int, root: Path, extra: dict) -> dict:
             "seconds": round(seconds, 1)}  # fmt: skip
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def seed_arguments(description: str, *, label: str, out: Path) -> argparse.ArgumentParser:
+    """The options of a seeds benchmark: seeds, a label for the rows, extra options, output."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--label", default="current")
+    parser.add_argument("--label", default=label)
     parser.add_argument("--option", action="append", default=[],
-                        help="extra finetune option NAME=VALUE (a Python literal)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=RESULTS / "finetune_seeds.csv")
-    args = parser.parse_args(argv)
+                        help="extra option NAME=VALUE (a Python literal)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
+
+
+def run_seeds(args: argparse.Namespace, run_one) -> None:
+    """``run_one(seed, scratch folder, extra options)`` for every seed, on one CPU thread;
+    the rows are printed, summarised and saved (:func:`save_runs`)."""
     import ast
     import os
 
@@ -92,15 +98,27 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for seed in args.seeds:
-            rows.append({"label": args.label, **run(seed, Path(scratch), extra)})
+            rows.append({"label": args.label, **run_one(seed, Path(scratch), extra)})
             print(rows[-1], flush=True)
+    save_runs(rows, args.label, args.out)
+
+
+def save_runs(rows: list[dict], label: str, out: Path) -> None:
+    """Print the summary of ``rows`` and write them to ``out`` over earlier rows of ``label``."""
     table = pd.DataFrame(rows)
-    print(f"{args.label}: r mean {table['r'].mean():.4f}, sd {table['r'].std(ddof=1):.4f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if args.out.exists():
-        earlier = pd.read_csv(args.out)
-        table = pd.concat([earlier[earlier["label"] != args.label], table], ignore_index=True)
-    table.to_csv(args.out, index=False)
+    print(f"{label}: r mean {table['r'].mean():.4f}, sd {table['r'].std(ddof=1):.4f}, "
+          f"min {table['r'].min():.4f}")  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():
+        earlier = pd.read_csv(out)
+        table = pd.concat([earlier[earlier["label"] != label], table], ignore_index=True)
+    table.to_csv(out, index=False)
+
+
+def main(argv=None) -> None:
+    parser = seed_arguments(__doc__.splitlines()[0], label="current",
+                            out=RESULTS / "finetune_seeds.csv")  # fmt: skip
+    run_seeds(parser.parse_args(argv), run)
 
 
 if __name__ == "__main__":

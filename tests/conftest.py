@@ -41,16 +41,25 @@ def missing_tools_outcome(
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Apply :func:`missing_tools_outcome` to tests marked ``needs_tools(*tools)``."""
-    marker = item.get_closest_marker("needs_tools")
-    if marker is None:
-        return
-    missing = [tool for tool in marker.args if shutil.which(tool) is None]
-    outcome = missing_tools_outcome(missing, os.environ)
-    if outcome == "fail":
-        pytest.fail(f"{', '.join(missing)} not installed, and CI is set", pytrace=False)
-    if outcome == "skip":
-        pytest.skip(f"{', '.join(missing)} not installed")
+    """Apply :func:`missing_tools_outcome` to tests marked ``needs_tools(*tools)`` (executables)
+    or ``needs_packages(*modules)`` (Python packages installed on CI, e.g. the fused
+    backbones' packages, which pip cannot install as dependencies)."""
+    import importlib.util
+
+    checks = (
+        ("needs_tools", lambda tool: shutil.which(tool) is not None),
+        ("needs_packages", lambda module: importlib.util.find_spec(module) is not None),
+    )
+    for name, present in checks:
+        marker = item.get_closest_marker(name)
+        if marker is None:
+            continue
+        missing = [what for what in marker.args if not present(what)]
+        outcome = missing_tools_outcome(missing, os.environ)
+        if outcome == "fail":
+            pytest.fail(f"{', '.join(missing)} not installed, and CI is set", pytrace=False)
+        if outcome == "skip":
+            pytest.skip(f"{', '.join(missing)} not installed")
 
 
 def write_fasta(path: Path, contigs: dict[str, str], *, width: int | None = None) -> Path:

@@ -259,21 +259,16 @@ def fixed_length_haplotypes(
     g, lo, hi = gene_index(adata, gene)
     start = int(ds["gene_window_start"].values[g])
     end = int(ds["gene_window_end"].values[g])
-    width = end - start
-    length = width if length is None else int(length)
-    anchor_index = width // 2
+    length = end - start if length is None else int(length)
     minus = str(ds["gene_strand"].values[g]) == "-"
-    anchor = end - 1 - anchor_index if minus else start + anchor_index
+    anchor = anchor_coordinate(start, end, minus=minus)
     codes = ds["sequence"][lo:hi].values
     coords = reference_positions(adata, gene).values
     lengths = ds["haplotype_length"][lo:hi].values
     fixed = np.full((hi - lo, length), ord(pad), dtype=np.uint8)
     for i in range(hi - lo):
         n = lengths[i]
-        position = coords[i, :n]
-        reached = position <= anchor if minus else position >= anchor
-        candidates = np.flatnonzero(reached & (position >= 0))
-        at = int(candidates[0]) if len(candidates) else n // 2
+        at = anchor_index(coords[i, :n], anchor, minus=minus)
         src_lo = max(0, at - length // 2)
         dst_lo = src_lo - (at - length // 2)
         take = min(n - src_lo, length - dst_lo)
@@ -286,6 +281,23 @@ def fixed_length_haplotypes(
         coords={"sample": names, "ploidy": [0, 1]},
         name=str(ds["gene"].values[g]),
     )
+
+
+def anchor_coordinate(start: int, end: int, *, minus: bool) -> int:
+    """Reference coordinate (0-based) of the anchor of the window ``[start, end)``: its base
+    at index ``width // 2`` in gene orientation (the TSS for a default panel)."""
+    middle = (end - start) // 2
+    return end - 1 - middle if minus else start + middle
+
+
+def anchor_index(positions: np.ndarray, anchor: int, *, minus: bool) -> int:
+    """Index of the anchor in a sequence whose bases come from reference ``positions`` (gene
+    orientation, ``-1`` for inserted bases): the base copied from ``anchor`` or, when an
+    indel removed it, the first reference base after it; the middle when there is none."""
+    positions = np.asarray(positions)
+    reached = positions <= anchor if minus else positions >= anchor
+    candidates = np.flatnonzero(reached & (positions >= 0))
+    return int(candidates[0]) if len(candidates) else len(positions) // 2
 
 
 def gene_view(

@@ -25,6 +25,8 @@ LORA_TARGETS: dict[str, list[str]] = {
     "bert": ["query", "value"],
     "esm": ["query", "value"],
     "roberta": ["query", "value"],
+    "enformer": ["to_q", "to_v"],
+    "borzoi": ["to_q", "to_v"],
 }
 
 

@@ -204,6 +204,12 @@ class PooledSequenceModel(nn.Module):
         self.head.scale.copy_(torch.sqrt(features.var(0, correction=0) + self.head.EPS).float())
         self.train(was_training)
 
+    def merge_adapters(self) -> None:
+        """Merge any LoRA adapters into the encoder's weights (a plain encoder again)."""
+        from .adapters import merge_adapters
+
+        self.encoder = merge_adapters(self.encoder)
+
     def head_settings(self) -> dict[str, Any]:
         """Constructor keywords (besides encoder and tokenizer) written next to the head."""
         return {"max_length": self.max_length}

@@ -13,7 +13,16 @@ import numpy as np
 import xarray as xr
 
 from ..._dna import BASES
-from ...get import gene_id, gene_index, gene_name, haplotype_store, is_cohort, sequences
+from ...get import (
+    anchor_coordinate,
+    anchor_index,
+    gene_id,
+    gene_index,
+    gene_name,
+    haplotype_store,
+    is_cohort,
+    sequences,
+)
 from .scorers import load_scorer
 
 __all__ = ["attribute"]
@@ -33,6 +42,11 @@ class GeneWindow:
     end: int
     strand: str
     sequence: str
+
+    @property
+    def anchor(self) -> int:
+        """Reference coordinate of the window's anchor (its base at index ``width // 2``)."""
+        return anchor_coordinate(self.start, self.end, minus=self.strand == "-")
 
     @property
     def positions(self) -> np.ndarray:
@@ -97,7 +111,10 @@ def attribute(
         Gene id or unique gene name (a panel: an ``obs`` name).
     model
         ``target="expression"``: a fine-tuned expression model (in memory, or a folder
-        saved by ``fit_expression(method="finetune")``, e.g. ``output_dir/<gene>/fold_0``).
+        saved by ``fit_expression(method="finetune")``, e.g. ``output_dir/<gene>/fold_0``),
+        or a fused model (``method="fusion"``): its backbone branch is explained (see
+        :mod:`genlm_sc.tl.attribution.backbone_scorer`), on the bases its input cut
+        around the anchor covers (others are ``NaN``).
         ``target="mlm"``: a masked-LM checkpoint folder (:func:`genlm_sc.tl.pretrain`) or a
         ``(model, tokenizer)`` pair.
     method
@@ -206,6 +223,7 @@ def attribute(
     values = np.full((len(sequences), width, 4), np.nan)
     observed = np.zeros((len(sequences), width), dtype=np.uint8)
     deltas = np.full(len(sequences), np.nan)
+    anchors = []  # each sequence's anchor base (a fused model reads a cut around it)
     for i, sequence in enumerate(sequences):
         if coordinates[i] is None:
             coordinates[i] = window.positions[: len(sequence)]
@@ -213,18 +231,19 @@ def attribute(
         else:
             columns = window.columns(coordinates[i])
             columns[coordinates[i] < 0] = -1
+        anchors.append(anchor_index(coordinates[i], window.anchor, minus=window.strand == "-"))
         if method == "ism":
             wanted = None
             if region is not None:
                 inside = (coordinates[i] >= region[0]) & (coordinates[i] < region[1])
                 wanted = np.flatnonzero(inside & (coordinates[i] >= 0)).tolist()
             scores = scorer.saturation_mutagenesis(
-                sequence, positions=wanted, batch_size=batch_size
+                sequence, positions=wanted, batch_size=batch_size, anchor=anchors[i]
             )
         elif method == "grad_x_input":
-            scores = _grad_x_input(scorer.base_gradients(sequence), sequence)
+            scores = _grad_x_input(scorer.base_gradients(sequence, anchor=anchors[i]), sequence)
         else:
-            scores, deltas[i] = _captum(scorer, sequence, method, options, batch_size)
+            scores, deltas[i] = _captum(scorer, sequence, method, options, batch_size, anchors[i])
         codes = np.frombuffer(sequence.upper().encode("ascii"), dtype=np.uint8)
         kept = columns >= 0
         values[i, columns[kept]] = scores[kept]
@@ -233,7 +252,7 @@ def attribute(
         {
             "attribution": (("sequence", "position", "base"), values.astype(np.float32)),
             "observed": (("sequence", "position"), observed),
-            "score": ("sequence", scorer.score(sequences, batch_size=batch_size)),
+            "score": ("sequence", scorer.score(sequences, batch_size=batch_size, anchors=anchors)),
             "carriers": ("sequence", np.asarray(carriers, dtype=np.int64)),
         },
         coords={"sequence": labels, "position": window.positions, "base": list(BASES)},
@@ -275,11 +294,11 @@ def _options(
 
 
 def _captum(
-    scorer: Any, sequence: str, method: str, options: dict[str, Any], batch_size: int
+    scorer: Any, sequence: str, method: str, options: dict[str, Any], batch_size: int, anchor: int
 ) -> tuple[np.ndarray, float]:
-    from .onehot import OneHotScore, deeplift_shap, integrated_gradients
+    from .onehot import deeplift_shap, integrated_gradients
 
-    score = OneHotScore(scorer, sequence.upper())
+    score = scorer.onehot_score(sequence.upper(), anchor)
     run = integrated_gradients if method == "integrated_gradients" else deeplift_shap
     return run(score, **options, batch_size=batch_size)
 
@@ -287,6 +306,7 @@ def _captum(
 def _grad_x_input(gradients: np.ndarray, sequence: str) -> np.ndarray:
     """Gradient times the one-hot input: the gradient at each base's own letter."""
     out = np.zeros_like(gradients)
+    out[np.isnan(gradients).all(axis=1)] = np.nan  # positions the model does not read
     for position, letter in enumerate(sequence.upper()):
         base = BASES.find(letter)
         if base < 0:

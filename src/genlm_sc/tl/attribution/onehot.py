@@ -277,14 +277,15 @@ def _references(score: OneHotScore, baseline: str, n: int, random_state: int) ->
     rng = np.random.default_rng(random_state)
     acgt = np.flatnonzero(score.own >= 0)
     letters = "".join(BASES[b] for b in score.own[acgt])
-    out = torch.zeros(n, len(score.sequence), 4, dtype=score.fixed.dtype)
+    own = score.inputs()
+    out = torch.zeros(n, len(score.sequence), 4, dtype=own.dtype)
     for i in range(n):
         if baseline == "shuffle":
             codes = [BASE_INDEX[c] for c in dinucleotide_shuffle(letters, rng=rng)]
         else:
             codes = rng.integers(0, 4, len(acgt))
         out[i, acgt, codes] = 1.0
-    return out.to(score.fixed.device)
+    return out.to(own.device)
 
 
 def _finish(score: OneHotScore, values: torch.Tensor) -> np.ndarray:

@@ -115,11 +115,19 @@ class ChunkScorer:
 
     # --- scores -----------------------------------------------------------------------
 
-    def score(self, sequences: Sequence[str], *, batch_size: int = 32) -> np.ndarray:
-        """``(n,)`` float64 scores, each sequence scored from scratch (its chunks cached)."""
+    def score(
+        self, sequences: Sequence[str], *, batch_size: int = 32, anchors: Any = None
+    ) -> np.ndarray:
+        """``(n,)`` float64 scores, each sequence scored from scratch (its chunks cached).
+        ``anchors`` are ignored: a language model reads every chunk of a sequence."""
         chunked = [self.chunker.chunk_ids(_clean(s)) for s in sequences]
         totals = np.stack([self._features(c, batch_size).sum(0) for c in chunked])
         return self._combine(totals)
+
+    def window(self, sequence: str, anchor: int | None = None) -> tuple[int, int, int]:
+        """``(0, 0, len(sequence))``: a language model reads all of a sequence (a fused
+        model's scorer reads a cut around the anchor)."""
+        return 0, 0, len(sequence)
 
     def saturation_mutagenesis(
         self,
@@ -127,8 +135,10 @@ class ChunkScorer:
         *,
         positions: Sequence[int] | None = None,
         batch_size: int = 32,
+        anchor: int | None = None,
     ) -> np.ndarray:
-        """Score change of every single-base substitution (at ``positions``: all if None).
+        """Score change of every single-base substitution (at ``positions``: all if None;
+        ``anchor`` is ignored, as in :meth:`score`).
 
         Returns
         -------
@@ -173,15 +183,20 @@ class ChunkScorer:
             out[rows, columns] = self._combine(np.stack(totals)) - base_score
         return out
 
-    def base_gradients(self, sequence: str) -> np.ndarray:
+    def base_gradients(self, sequence: str, *, anchor: int | None = None) -> np.ndarray:
         """Gradient of the score with respect to the one-hot bases, ``(len, 4)`` float64.
 
         See the module notes for how token gradients are projected onto bases. ``NaN``
         where a gradient is not defined (positions outside any token, and bases other
-        than the sequence's own under non-positional tokenizers).
+        than the sequence's own under non-positional tokenizers). ``anchor`` is ignored.
         """
         self.require_embeddings("gradients")
-        return OneHotScore(self, _clean(sequence)).gradients()
+        return self.onehot_score(sequence).gradients()
+
+    def onehot_score(self, sequence: str, anchor: int | None = None) -> OneHotScore:
+        """The score as a function of ``sequence``'s one-hot bases (for captum; ``anchor``
+        is ignored)."""
+        return OneHotScore(self, _clean(sequence))
 
     def require_embeddings(self, what: str) -> None:
         """Refuse ``what`` (gradient methods) for a network without a token embedding matrix."""
@@ -410,13 +425,20 @@ class LikelihoodScorer(ChunkScorer):
         return out
 
 
-def load_scorer(model: Any, *, target: str, device: str = "auto") -> ChunkScorer:
-    """A scorer for ``target="expression"`` (a fine-tuned regressor: in memory, or a
-    folder saved by it) or ``target="mlm"`` (a masked-LM checkpoint folder, or a
-    ``(model, tokenizer)`` pair)."""
-    if isinstance(model, ChunkScorer):
+def load_scorer(model: Any, *, target: str, device: str = "auto") -> Any:
+    """A scorer for ``target="expression"`` (a fine-tuned regressor or a fused model: in
+    memory, or a folder saved by it) or ``target="mlm"`` (a masked-LM checkpoint folder,
+    or a ``(model, tokenizer)`` pair)."""
+    from ...models.fusion import FusionRegressor
+    from .backbone_scorer import BackboneScorer
+
+    if isinstance(model, ChunkScorer | BackboneScorer):
         return model
     if target == "expression":
+        if isinstance(model, str | os.PathLike) and FusionRegressor.saved_in(model):
+            model = FusionRegressor.from_pretrained(model, device=device)
+        if isinstance(model, FusionRegressor):
+            return BackboneScorer(model, device=device)
         if not isinstance(model, HaplotypeRegressor):
             model = HaplotypeRegressor.from_pretrained(model, device=device)
         return ExpressionScorer(model, device=device)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..._dna import BASE_INDEX
+from ...get import anchor_index
 from ...pp.haplotypes import reverse_complement_text
 from .attribute import gene_window
 from .scorers import LikelihoodScorer, load_scorer
@@ -45,7 +46,9 @@ def variant_effects(
         zero-shot scores and the embedding shift.
     expression_model
         A fine-tuned expression model (folder saved by
-        ``fit_expression(method="finetune")``, or in memory) for the predicted changes.
+        ``fit_expression(method="finetune")``, or in memory) or a fused model
+        (``method="fusion"``; its backbone branch, the person's embedding held at its
+        training mean) for the predicted changes.
     eqtl
         Measured eQTLs (:func:`genlm_sc.io.read_eqtl`, or a path to such a table). Those of
         this gene (matched by gene name or unversioned gene id; rows naming no gene count as
@@ -238,20 +241,49 @@ def _embedding_shift(table, forward, window, model, device) -> np.ndarray:
 
 
 def _add_expression_scores(table, alleles, calls, carried, adata, forward, window, scorer) -> None:
-    base = scorer.score([_oriented(forward, window)])[0]
-    edited = [
-        _with_allele(forward, window, int(p), r, a)
-        for p, r, a in zip(table["position"], table["ref"], table["alt"], strict=True)
+    reference = window.start + np.arange(len(forward))  # forward-strand coordinates
+    base = scorer.score([_oriented(forward, window)], anchors=[_anchor(reference, window)])[0]
+    edited, anchors = [], []
+    for p, r, a in zip(table["position"], table["ref"], table["alt"], strict=True):
+        edited.append(_with_allele(forward, window, int(p), r, a))
+        at = int(p) - window.start  # the edit's coordinates: REF's shared bases, then inserted
+        kept = min(len(r), len(a))
+        moved = np.concatenate(
+            [reference[: at + kept], np.full(max(len(a) - len(r), 0), -1), reference[at + len(r) :]]
+        )
+        anchors.append(_anchor(moved, window))
+    fits = [  # the edit fits the window, and the model reads where it is written
+        e is not None and _reads(scorer, e, anchor, int(p) - window.start, len(a), window)
+        for e, anchor, p, a in zip(edited, anchors, table["position"], table["alt"], strict=True)
     ]
-    fits = [e is not None for e in edited]
     delta = np.full(len(table), np.nan)
     if any(fits):
-        scored = scorer.score([_oriented(e, window) for e in edited if e is not None])
+        scored = scorer.score(
+            [_oriented(e, window) for e, fit in zip(edited, fits, strict=True) if fit],
+            anchors=[a for a, fit in zip(anchors, fits, strict=True) if fit],
+        )
         delta[np.asarray(fits)] = (scored - base) / 2
     table["delta_expression"] = delta
     table["delta_expression_carriers"] = _carrier_effects(
         table, alleles, calls, carried, adata, window, scorer
     )
+
+
+def _reads(scorer, forward: str, anchor: int, at: int, length: int, window) -> bool:
+    """Whether the model reads bases ``[at, at + length)`` of a forward-strand sequence
+    (a fused model reads a cut around the anchor; a language model all of it)."""
+    _, lo, hi = scorer.window(_oriented(forward, window), anchor)
+    if window.strand == "-":
+        at = len(forward) - at - length
+    return lo <= at and at + length <= hi
+
+
+def _anchor(forward_positions: np.ndarray, window) -> int:
+    """Index of the window's anchor in a sequence (gene orientation) whose forward-strand
+    bases come from ``forward_positions`` (``-1``: inserted)."""
+    minus = window.strand == "-"
+    positions = forward_positions[::-1] if minus else forward_positions
+    return anchor_index(positions, window.anchor, minus=minus)
 
 
 def _carrier_effects(table, alleles, calls, carried, adata, window, scorer) -> np.ndarray:
@@ -264,6 +296,7 @@ def _carrier_effects(table, alleles, calls, carried, adata, window, scorer) -> n
     haplotypes = unique_haplotypes(adata, window.gene)
     lo = int(haplotypes.index[0])
     coordinates = reference_positions(adata, window.gene).values
+    minus = window.strand == "-"
     out = np.full(len(table), np.nan)
     for n, (column, allele) in enumerate(zip(table["_column"], alleles, strict=True)):
         ref, alt = table["ref"].iloc[n], table["alt"].iloc[n]
@@ -272,25 +305,29 @@ def _carrier_effects(table, alleles, calls, carried, adata, window, scorer) -> n
         if not len(hits):
             continue
         indices, counts = np.unique(hits, return_counts=True)
-        pairs, weights = [], []
+        pairs, anchors, weights = [], [], []
         for index, count in zip(indices, counts, strict=True):
             sequence = haplotypes.loc[index, "sequence"]
-            restored = _restore_reference(
-                sequence, coordinates[index - lo, : len(sequence)], window, position, ref, alt
-            )
-            if restored is not None:
-                pairs.append((sequence, restored))
+            own = coordinates[index - lo, : len(sequence)]
+            restored = _restore_reference(sequence, own, window, position, ref, alt)
+            if restored is not None and _reads(
+                scorer, _oriented(sequence, window), anchor_index(own, window.anchor, minus=minus),
+                int(np.flatnonzero((own[::-1] if minus else own) == position)[0]), len(alt), window,
+            ):  # fmt: skip
+                pairs.append((sequence, restored[0]))
+                anchors += [anchor_index(c, window.anchor, minus=minus) for c in (own, restored[1])]
                 weights.append(count)
         if pairs:
-            scores = scorer.score([s for pair in pairs for s in pair])
+            scores = scorer.score([s for pair in pairs for s in pair], anchors=anchors)
             effects = (scores[0::2] - scores[1::2]) / 2
             out[n] = np.average(effects, weights=weights)
     return out
 
 
-def _restore_reference(sequence, coordinates, window, position, ref, alt) -> str | None:
-    """A haplotype (gene orientation) with ``alt`` at ``position`` turned back into ``ref``
-    (None when the haplotype does not show ``alt`` there, e.g. an overlapping variant)."""
+def _restore_reference(sequence, coordinates, window, position, ref, alt):
+    """A haplotype (gene orientation) with ``alt`` at ``position`` turned back into ``ref``,
+    and the reference coordinates of its bases (None when the haplotype does not show
+    ``alt`` there, e.g. an overlapping variant)."""
     minus = window.strand == "-"
     forward = reverse_complement_text(sequence) if minus else sequence
     coords = coordinates[::-1] if minus else coordinates
@@ -301,7 +338,10 @@ def _restore_reference(sequence, coordinates, window, position, ref, alt) -> str
     if forward[at : at + len(alt)] != alt.upper():
         return None
     restored = forward[:at] + ref.upper() + forward[at + len(alt) :]
-    return reverse_complement_text(restored) if minus else restored
+    moved = np.concatenate([coords[:at], position + np.arange(len(ref)), coords[at + len(alt) :]])
+    if minus:
+        return reverse_complement_text(restored), moved[::-1]
+    return restored, moved
 
 
 # --- eQTLs ------------------------------------------------------------------------------

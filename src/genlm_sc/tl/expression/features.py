@@ -11,7 +11,7 @@ import pandas as pd
 import xarray as xr
 from scipy import sparse
 
-from ...get import gene_id, gene_view, haplotype_store
+from ...get import anchor_coordinate, gene_id, gene_view, haplotype_store
 
 __all__ = [
     "covariate_matrix",
@@ -113,8 +113,7 @@ def window_anchor(ds: xr.Dataset, g: int) -> int:
     """Reference coordinate of a window's anchor: index ``width // 2`` in gene orientation."""
     start = int(ds["gene_window_start"].values[g])
     end = int(ds["gene_window_end"].values[g])
-    minus = str(ds["gene_strand"].values[g]) == "-"
-    return end - 1 - (end - start) // 2 if minus else start + (end - start) // 2
+    return anchor_coordinate(start, end, minus=str(ds["gene_strand"].values[g]) == "-")
 
 
 def variant_name(ds: xr.Dataset, v: int, alt: str, *, multiallelic: bool) -> str:

@@ -32,9 +32,9 @@ from .regressions import elastic_net, embedding_model, final_weights
 
 __all__ = ["fit_dosages", "fit_expression"]
 
-Method = Literal["predixcan", "elastic_net", "ridge", "finetune"]
+Method = Literal["predixcan", "elastic_net", "ridge", "finetune", "fusion"]
 #: The methods of :func:`fit_expression`.
-METHODS: tuple[str, ...] = ("predixcan", "elastic_net", "ridge", "finetune")
+METHODS: tuple[str, ...] = ("predixcan", "elastic_net", "ridge", "finetune", "fusion")
 _COLUMNS = [
     "gene",
     "gene_name",
@@ -64,6 +64,7 @@ def fit_expression(
     diploid: Literal["concat", "mean"] = "concat",
     n_pcs: int | None = None,
     finetune_options: Mapping[str, Any] | None = None,
+    fusion_options: Mapping[str, Any] | None = None,
     random_state: int | None = 0,
     key_added: str | None = None,
     copy: bool = False,
@@ -104,6 +105,18 @@ def fit_expression(
         (see :class:`~genlm_sc.tl.expression.finetune_options.FinetuneOptions`). With
         ``finetune_options["output_dir"]`` each fold's fitted model is saved to
         ``output_dir/<gene>/fold_<k>`` for :func:`genlm_sc.tl.predict`.
+    ``"fusion"``
+        UKBioFormer / UKBioZoi: a sequence-to-function backbone (Enformer or Borzoi, from
+        local weights, its transformer pruned) reads each of the person's two haplotypes
+        around the gene's anchor, and an MLP reads the person's embedding features (those
+        of ``"elastic_net"``: ``use_rep`` and ``diploid``); a learned gate
+        ``σ(β) x1 + (1 − σ(β)) x2`` combines the two, trained per gene and outer fold on
+        the standardised targets like ``"finetune"``
+        (:class:`~genlm_sc.models.fusion.FusionRegressor`). The settings, including the
+        backbone and its weights, are ``fusion_options`` (see
+        :class:`~genlm_sc.tl.expression.fusion_options.FusionOptions`); with their
+        ``output_dir`` each fold's model is saved to ``output_dir/<gene>/fold_<k>``
+        (:meth:`~genlm_sc.models.fusion.FusionRegressor.from_pretrained`).
 
     Parameters
     ----------
@@ -112,7 +125,7 @@ def fit_expression(
         (people × genes), e.g. from :func:`genlm_sc.datasets.simulate_expression`. The
         embedding methods also need :func:`genlm_sc.tl.embed` to have been run.
     method
-        ``"predixcan"``, ``"elastic_net"``, ``"ridge"`` or ``"finetune"``.
+        ``"predixcan"``, ``"elastic_net"``, ``"ridge"``, ``"finetune"`` or ``"fusion"``.
     genes
         Gene ids or unique gene names to fit (default: all).
     n_folds
@@ -134,8 +147,8 @@ def fit_expression(
     window
         Cis window of ``"predixcan"``, in bp either side of the gene's anchor.
     use_rep
-        Haplotype embedding used by the embedding methods (``key_added`` of
-        :func:`genlm_sc.tl.embed`).
+        Haplotype embedding used by the embedding methods and ``"fusion"`` (``key_added``
+        of :func:`genlm_sc.tl.embed`).
     diploid
         How :func:`genlm_sc.get.gene_view` combines a person's two haplotype embeddings:
         ``"concat"`` or ``"mean"``.
@@ -152,6 +165,15 @@ def fit_expression(
         ``target_modules``, ``device``, ``precision``, ``random_state``, ``output_dir``,
         ``resume``, ``refit`` and ``progress``. Training runs on
         :class:`transformers.Trainer`, as pretraining and classification do.
+    fusion_options
+        Settings of ``"fusion"`` (required by it, rejected by the others), a mapping with
+        the fields of :class:`~genlm_sc.tl.expression.fusion_options.FusionOptions`:
+        ``backbone`` (``"enformer"`` or ``"borzoi"``) and ``weights`` (required),
+        ``config``, ``n_blocks``, ``tuning`` (``"head"``, ``"lora"`` or ``"full"``),
+        ``input_length``, ``center_bins``, ``combine``, ``hidden`` and the training
+        settings of ``finetune_options`` (``epochs``, ``batch_size``, ...,
+        ``output_dir``, ``refit``). The parameter counts (trainable, frozen, of the
+        backbone) are recorded in ``uns["gl_expression"]["params"][key]["fusion"]``.
     random_state
         Seed of the outer folds and the inner folds.
     key_added
@@ -199,10 +221,12 @@ def fit_expression(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {list(METHODS)}")
-    if n_pcs is not None and method in ("predixcan", "finetune"):
+    if n_pcs is not None and method in ("predixcan", "finetune", "fusion"):
         raise ValueError(f"n_pcs applies to the embedding methods, not to {method!r}")
     if (finetune_options is not None) != (method == "finetune"):
         raise ValueError("finetune_options is required by method='finetune' and only by it")
+    if (fusion_options is not None) != (method == "fusion"):
+        raise ValueError("fusion_options is required by method='fusion' and only by it")
     if adata.X is None:
         raise ValueError("adata has no expression in X (people × genes)")
     adata = adata.copy() if copy else adata
@@ -223,6 +247,10 @@ def fit_expression(
         from .finetune import finetune_source
 
         features, finetune = finetune_source(adata, finetune_options)
+    elif method == "fusion":
+        from .fusion import fusion_source
+
+        features, finetune = fusion_source(adata, fusion_options, use_rep=use_rep, diploid=diploid)
     else:
         features = embedding_source(adata, use_rep=use_rep, diploid=diploid)
 
@@ -236,7 +264,7 @@ def fit_expression(
                 x, y, folds=folds, covariates=confounders, random_state=random_state
             )
             fits[gene]["feature_names"] = names
-        elif method == "finetune":
+        elif method in ("finetune", "fusion"):
             fits[gene] = finetune(gene, x, y, folds=folds, covariates=confounders)
         else:
             model = embedding_model(
@@ -257,13 +285,15 @@ def fit_expression(
         "genes": np.asarray(gene_ids, dtype=str),
         "covariates": covariate_names(covariates),
         "window": int(window),
-        "use_rep": use_rep if method in ("elastic_net", "ridge") else "",
-        "diploid": diploid if method in ("elastic_net", "ridge") else "",
+        "use_rep": use_rep if method in ("elastic_net", "ridge", "fusion") else "",
+        "diploid": diploid if method in ("elastic_net", "ridge", "fusion") else "",
         "n_pcs": -1 if n_pcs is None else int(n_pcs),
         "random_state": -1 if random_state is None else int(random_state),
     }
     if method == "finetune":
         params["finetune"] = finetune.options.record()
+    elif method == "fusion":
+        params["fusion"] = finetune.record()
     _write_outputs(adata, key=key, fits=fits, params=params, adjusted=confounders is not None)
     return adata if copy else None
 
