@@ -229,3 +229,27 @@ def test_a_distributed_build_needs_a_store(example, built):
         gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel, n_jobs=2)
     with pytest.raises(ValueError, match="n_jobs"):
         gl.pp.personal_sequences(example.vcf, fasta=example.fasta, genes=panel, n_jobs=0)
+
+
+def test_expression_fits_on_two_workers_equal_one_process(built, client, tmp_path):
+    """PrediXcan and the embedding regressions fitted as gene tasks give one process's
+    predictions and scores; the trained methods refuse to run as tasks."""
+    _, single, _ = built
+    cohort = single.copy()
+    gl.datasets.simulate_expression(cohort, n_causal=2, h2=0.4, random_state=1)
+    model = conv_checkpoint(tmp_path / "m")
+    gl.tl.embed(cohort, model=model, device="cpu", precision="fp32", max_length=52,
+                progress=False)  # fmt: skip
+    for method in ("predixcan", "elastic_net", "ridge"):
+        gl.tl.fit_expression(cohort, method=method, key_added=f"{method}_one")
+        gl.tl.fit_expression(cohort, method=method, key_added=f"{method}_two", client=client)
+    table = gl.get.expression_results(cohort).set_index(["gene", "method"])
+    for method in ("predixcan", "elastic_net", "ridge"):
+        one = table.xs(f"{method}_one", level="method").drop(columns="gene_name")
+        two = table.xs(f"{method}_two", level="method").drop(columns="gene_name")
+        pd.testing.assert_frame_equal(one, two, rtol=1e-5)
+        a, b = (np.asarray(cohort.layers[f"gl_pred_{method}_{k}"]) for k in ("one", "two"))
+        np.testing.assert_allclose(a, b, rtol=1e-5, equal_nan=True)
+    with pytest.raises(ValueError, match="runs in this process"):
+        gl.tl.fit_expression(cohort, method="finetune", finetune_options={"model": model},
+                             n_jobs=2)  # fmt: skip

@@ -9,7 +9,7 @@ an array), so tasks never write to the same file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,31 +50,53 @@ def cluster(client: Any, n_jobs: int | None) -> Iterator[Any]:
 def run_tasks(
     client: Any,
     function: Callable[..., Any],
-    arguments: Sequence[dict[str, Any]],
+    arguments: Iterable[dict[str, Any]],
     *,
     progress: bool,
     description: str,
     unit: str = "task",
+    total: int | None = None,
+    max_in_flight: int | None = None,
 ) -> list[Any]:
     """Run ``function(**a)`` for each ``a`` of ``arguments`` on ``client``; results in order.
 
-    A failed task's exception is raised here, as it was raised on the worker, after the
-    other tasks are cancelled.
+    ``arguments`` may be a generator: with ``max_in_flight``, at most that many tasks are
+    submitted and not yet finished at once, so the inputs the main process makes for them
+    (and their results) are held for a bounded number of tasks. A failed task's exception
+    is raised here, as it was raised on the worker, after the other tasks are cancelled.
     """
+    from uuid import uuid4
+
     from distributed import as_completed
     from tqdm.auto import tqdm
 
-    futures = [
-        client.submit(function, **kwargs, pure=False, key=f"{description}-{i}")
-        for i, kwargs in enumerate(arguments)
-    ]
-    results: dict[Any, Any] = {}
+    if total is None and isinstance(arguments, Sized):
+        total = len(arguments)
+    todo = iter(enumerate(arguments))
+    token = uuid4().hex[:8]  # keys unique to this call, whatever ran on the client before
+    running: dict[str, tuple[int, Any]] = {}
+    finished = as_completed()
+
+    def submit() -> bool:
+        for i, kwargs in todo:
+            future = client.submit(function, **kwargs, pure=False, key=f"{description}-{token}-{i}")
+            running[future.key] = (i, future)
+            finished.add(future)
+            return True
+        return False
+
+    while (max_in_flight is None or len(running) < max_in_flight) and submit():
+        pass
+    results: dict[int, Any] = {}
     try:
-        with tqdm(total=len(futures), disable=not progress, desc=description, unit=unit) as bar:
-            for future in as_completed(futures):
-                results[future.key] = future.result()
+        with tqdm(total=total, disable=not progress, desc=description, unit=unit) as bar:
+            for future in finished:
+                i, _ = running.pop(future.key)
+                results[i] = future.result()
+                future.release()
                 bar.update()
+                submit()
     except BaseException:
-        client.cancel(futures)
+        client.cancel([future for _, future in running.values()])
         raise
-    return [results[future.key] for future in futures]
+    return [results[i] for i in range(len(results))]

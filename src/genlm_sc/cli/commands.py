@@ -23,7 +23,7 @@ STORE_HELP = (
 #: Options every verb leaves to the global ones (gl.settings) or handles itself.
 HANDLED = {"adata", "copy", "progress", "device", "client", "n_jobs"}
 #: Functions that run on several worker processes when ``--n-jobs`` asks for them.
-PARALLEL = {"personal_sequences", "embed"}
+PARALLEL = {"personal_sequences", "embed", "fit_expression"}
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,15 @@ def _haplotypes(args: argparse.Namespace, keywords: dict[str, dict[str, Any]]) -
     personal_sequences(built.pop("genotypes"), genes=panel, **_workers(built))
 
 
+def _runs_as_tasks(function: str, options: dict[str, Any]) -> bool:
+    """Whether ``function`` with these options can run on several workers."""
+    if function != "fit_expression":
+        return True
+    from ..tl.expression.gene_fits import TASK_METHODS
+
+    return options.get("method") in TASK_METHODS
+
+
 def _workers(keywords: dict[str, Any]) -> dict[str, Any]:
     """``keywords`` with ``n_jobs`` from ``--n-jobs`` (gl.settings) when it asks for more
     than one worker."""
@@ -90,7 +99,9 @@ def _cohort_tool(function: str) -> Callable[[argparse.Namespace, dict], None]:
 
         cohort = read(args.store)
         options = keywords[function]
-        getattr(tl, function)(cohort, **(_workers(options) if function in PARALLEL else options))
+        if function in PARALLEL and _runs_as_tasks(function, options):
+            options = _workers(options)
+        getattr(tl, function)(cohort, **options)
         write(cohort, args.store)
         if getattr(args, "table", None):
             _write_table(_table(cohort, function, keywords[function]), args.table)

@@ -9,16 +9,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..._engine import is_distributed
 from .cross_validation import (
     GENETIC_VALUE_KEY,
     UNS_KEY,
     check_finite,
     check_fold_sizes,
-    cross_validate,
     oracle_r,
     outer_folds,
-    random_folds,
-    residuals,
 )
 from .features import (
     covariate_matrix,
@@ -28,9 +26,9 @@ from .features import (
     expression_values,
     resolve_genes,
 )
-from .regressions import elastic_net, embedding_model, final_weights
+from .gene_fits import TASK_METHODS, fit_gene_group, fit_genes
 
-__all__ = ["fit_dosages", "fit_expression"]
+__all__ = ["fit_expression"]
 
 Method = Literal["predixcan", "elastic_net", "ridge", "finetune", "fusion"]
 #: The methods of :func:`fit_expression`.
@@ -67,6 +65,8 @@ def fit_expression(
     fusion_options: Mapping[str, Any] | None = None,
     random_state: int | None = 0,
     key_added: str | None = None,
+    client: Any = None,
+    n_jobs: int | None = None,
     copy: bool = False,
 ) -> ad.AnnData | None:
     """Predict each person's expression of each gene from their genotypes, out of fold.
@@ -179,6 +179,14 @@ def fit_expression(
     key_added
         Name of this fit in the outputs (default: ``method``), e.g. to keep a ridge fit
         with and without PCA.
+    client
+        A :class:`distributed.Client`: the genes of ``"predixcan"``, ``"elastic_net"`` and
+        ``"ridge"`` are fitted as tasks over groups of genes on its workers (this process
+        reads each gene's features and sends them, a few groups at a time). The results
+        equal those of one process.
+    n_jobs
+        Fit on a local cluster of this many worker processes (one thread each), made for
+        the call; ignored when ``client`` is given. ``None`` or 1: in this process.
     copy
         Work on and return a copy of ``adata``.
 
@@ -229,6 +237,12 @@ def fit_expression(
         raise ValueError("fusion_options is required by method='fusion' and only by it")
     if adata.X is None:
         raise ValueError("adata has no expression in X (people × genes)")
+    distributed = is_distributed(client, n_jobs)
+    if distributed and method not in TASK_METHODS:
+        raise ValueError(
+            f"method {method!r} runs in this process; client= and n_jobs= apply to "
+            f"{', '.join(TASK_METHODS)}"
+        )
     adata = adata.copy() if copy else adata
     key = key_added or method
     gene_ids = resolve_genes(adata, genes)
@@ -254,31 +268,29 @@ def fit_expression(
     else:
         features = embedding_source(adata, use_rep=use_rep, diploid=diploid)
 
-    fits: dict[str, dict[str, Any]] = {}
-    for gene in gene_ids:
+    def genetic_values(gene: str) -> np.ndarray | None:
+        if GENETIC_VALUE_KEY not in adata.layers:
+            return None
+        return expression_values(adata, gene, layer=GENETIC_VALUE_KEY)
+
+    def inputs(gene: str) -> dict[str, Any]:
         x, names = features(gene)
         y = expression_values(adata, gene)
         check_finite(y, f"the expression of {gene}")
-        if method == "predixcan":
-            fits[gene] = fit_dosages(
-                x, y, folds=folds, covariates=confounders, random_state=random_state
-            )
-            fits[gene]["feature_names"] = names
-        elif method in ("finetune", "fusion"):
-            fits[gene] = finetune(gene, x, y, folds=folds, covariates=confounders)
+        return {"x": x, "y": y, "genetic": genetic_values(gene), "feature_names": names}
+
+    common = {"method": method, "folds": folds, "covariates": confounders,
+              "random_state": random_state, "n_pcs": n_pcs}  # fmt: skip
+    fits: dict[str, dict[str, Any]] = {}
+    if distributed:
+        fits = fit_genes(gene_ids, inputs, common, client=client, n_jobs=n_jobs)
+    for gene in [] if distributed else gene_ids:
+        entry = inputs(gene)
+        if method in ("finetune", "fusion"):
+            fits[gene] = finetune(gene, entry["x"], entry["y"], folds=folds, covariates=confounders)
+            fits[gene]["oracle_r"] = oracle_r(entry["genetic"], fits[gene])
         else:
-            model = embedding_model(
-                method, n_features=x.shape[1], n_pcs=n_pcs, random_state=random_state
-            )
-            fits[gene] = cross_validate(x, y, folds=folds, covariates=confounders, model=model)
-            if n_pcs is not None:
-                fits[gene]["n_features"] = min(n_pcs, x.shape[1], fits[gene]["n_train"])
-        genetic = (
-            expression_values(adata, gene, layer=GENETIC_VALUE_KEY)
-            if GENETIC_VALUE_KEY in adata.layers
-            else None
-        )
-        fits[gene]["oracle_r"] = oracle_r(genetic, fits[gene])
+            fits[gene] = fit_gene_group([entry], common)[0]
 
     params = {
         "method": method,
@@ -296,93 +308,6 @@ def fit_expression(
         params["fusion"] = finetune.record()
     _write_outputs(adata, key=key, fits=fits, params=params, adjusted=confounders is not None)
     return adata if copy else None
-
-
-def fit_dosages(
-    dosages: np.ndarray | pd.DataFrame,
-    y: np.ndarray | pd.Series,
-    *,
-    folds: int | np.ndarray = 5,
-    covariates: np.ndarray | pd.DataFrame | None = None,
-    random_state: int | None = 0,
-) -> dict[str, Any]:
-    """PrediXcan on a plain dosage matrix: a cross-validated elastic net, then a final fit.
-
-    The model is PrediXcan's: standardised dosages, elastic net with ``l1_ratio=0.5``,
-    penalty chosen by 5-fold inner cross-validation
-    (:class:`~sklearn.linear_model.ElasticNetCV`, with ``gl.settings.n_jobs`` workers). It is
-    fitted within each outer fold on the training people and predicts the test people; a
-    final fit on everyone gives the weights. The penalty path (100 values) runs down to 1e-3 of the
-    largest penalty, or 1e-2 when there are more variants than people (glmnet's
-    defaults); convergence warnings along it are silenced.
-
-    Parameters
-    ----------
-    dosages
-        People × variants (ALT allele counts, or imputed dosages), finite. A DataFrame's
-        columns name the coefficients.
-    y
-        Expression of the people; people with a missing value (NaN) are left out.
-    folds
-        Outer fold of each person (integers; ``-1``: always in training, never tested),
-        or a number of random folds drawn with ``random_state``.
-    covariates
-        People × covariates (numeric), regressed out of ``y`` within each training fold
-        and applied to the test people (see :func:`fit_expression`); the final fit uses
-        ``y`` adjusted on everyone.
-    random_state
-        Seed of the random folds and of the inner folds.
-
-    Returns
-    -------
-    A dict with
-
-    ``pred``
-        Out-of-fold predictions (NaN for people never tested or without ``y``).
-    ``observed``
-        What they are scored against: ``y``, covariate-adjusted within each fold.
-    ``r``, ``spearman``, ``r2``
-        Pooled out-of-fold Pearson r, Spearman rho, R².
-    ``coefficients``
-        Weights of the final fit per ALT allele (per unit of dosage); a Series indexed by
-        the columns for a DataFrame input.
-    ``scaled_coefficients``
-        The same weights per standard deviation of dosage (comparable across variants).
-    ``intercept``, ``alpha``
-        Of the final fit (``alpha``: the chosen penalty).
-    ``n_train``, ``n_test``, ``n_features``, ``n_folds``
-        Mean training-set size over folds, people tested, columns, outer folds.
-    """
-    names = dosages.columns if isinstance(dosages, pd.DataFrame) else None
-    x = np.asarray(dosages, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).ravel()
-    if x.ndim != 2 or x.shape[0] != y.size:
-        raise ValueError(f"dosages {x.shape} and y ({y.size},) do not match people")
-    if not np.isfinite(x).all():
-        raise ValueError("dosages have missing or non-finite values; impute them first")
-    check_finite(y, "y")
-    if np.isscalar(folds):
-        folds = random_folds(y.size, n_folds=folds, random_state=random_state)
-    check_fold_sizes(np.asarray(folds))
-    confounders = None if covariates is None else np.asarray(covariates, dtype=np.float64)
-    model = elastic_net(n_features=x.shape[1], random_state=random_state)
-    fit = cross_validate(x, y, folds=np.asarray(folds), covariates=confounders, model=model)
-
-    known = np.isfinite(y)
-    target = y[known]
-    if confounders is not None:
-        target = residuals(confounders[known], target, confounders[known])
-    final = model().fit(x[known], target) if known.sum() > 1 else None
-    weights, scaled, intercept, alpha = final_weights(final, n_features=x.shape[1])
-    if names is not None:
-        weights = pd.Series(weights, index=names, name="weight")
-        scaled = pd.Series(scaled, index=names, name="scaled_weight")
-    return fit | {
-        "coefficients": weights,
-        "scaled_coefficients": scaled,
-        "intercept": intercept,
-        "alpha": alpha,
-    }
 
 
 # --- outputs ----------------------------------------------------------------------------
