@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", nargs="+", default=["real", "sim"], choices=["real", "sim"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n-people", type=int, default=2500)
+    parser.add_argument("--out-stem", default="genotype_formats",
+                        help="results file names under benchmarks/results/")  # fmt: skip
     args = parser.parse_args(argv)
     results = {
         "command": "python benchmarks/bench_genotype_formats.py " + " ".join(argv or sys.argv[1:]),
@@ -198,8 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         results["cases"][name] = run_case(name, Path(vcf), annotation, args.repeats)
         print(json.dumps(results["cases"][name]["formats"], indent=1))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "genotype_formats.json").write_text(json.dumps(results, indent=2) + "\n")
-    (RESULTS / "genotype_formats.md").write_text(markdown(results))
+    (RESULTS / f"{args.out_stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (RESULTS / f"{args.out_stem}.md").write_text(markdown(results))
 
 
 if __name__ == "__main__":
