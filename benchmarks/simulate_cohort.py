@@ -1,20 +1,25 @@
 """Simulate a phased cohort over the 1 Mb of real chr20 sequence and write it as a VCF.
 
 The genealogy comes from msprime (coalescent with recombination) under a human-like
-demography; mutations are placed on it with msprime's binary (infinite-alleles-free,
-two-state) model on a discrete genome. Each segregating site becomes a VCF record whose
+demography: the European branch of the out-of-Africa model built here (one population),
+or any ``HomSap`` demographic model of stdpopsim by its id (``--demography
+OutOfAfrica_2T12``: Africans and Europeans, ``--n-people`` of each), on a 1 Mb contig
+with a uniform recombination rate. Mutations are placed on the genealogy with msprime's
+binary (two-state) model on a discrete genome. Each segregating site becomes a VCF record whose
 REF is the real hs37d5 base at that position and whose ALT is a different base
 (transitions twice as likely as transversions). Optionally a fraction of the sites is
 turned into short indels (``--indel-fraction``), left-aligned with ``bcftools norm``.
 
 The output is bgzipped and tabix-indexed, deterministic for a given seed, and cached
 under ``benchmarks/work/`` (git-ignored): a second call with the same parameters
-returns the cached file at once.
+returns the cached file at once. A sample panel (1000 Genomes layout: ``sample pop
+super_pop``) beside it names each person's population.
 
 Usage::
 
     python benchmarks/simulate_cohort.py                 # 2,500 people, SNVs only
     python benchmarks/simulate_cohort.py --n-people 200 --indel-fraction 0.1
+    python benchmarks/simulate_cohort.py --demography OutOfAfrica_2T12 --n-people 500
 """
 
 from __future__ import annotations
@@ -48,24 +53,35 @@ _TRANSVERSIONS = {
     ord("T"): (ord("A"), ord("G")),
 }
 _BASES = np.frombuffer(b"ACGT", dtype=np.uint8)
+#: The demographies built here; any other name is a stdpopsim ``HomSap`` model id.
+BUILT_IN = ("ooa", "constant")
+#: Mutation rate of the built-in demographies (stdpopsim models bring their own).
+MUTATION_RATE = 1.25e-8
 
 
 @dataclass(frozen=True)
 class SimulationParams:
-    """Everything that determines the simulated VCF (and so its cache key)."""
+    """Everything that determines the simulated VCF (and so its cache key).
+
+    ``n_people`` people are sampled from each population of the demography (one for the
+    built-in ones). ``mutation_rate`` ``None`` is :data:`MUTATION_RATE` for the built-in
+    demographies and the stdpopsim model's own rate otherwise (2.36e-8 for
+    ``OutOfAfrica_2T12``).
+    """
 
     n_people: int = 2500
     seed: int = 20240601
     demography: str = "ooa"
     recombination_rate: float = 1e-8
-    mutation_rate: float = 1.25e-8
+    mutation_rate: float | None = None
     indel_fraction: float = 0.0
 
     def stem(self) -> str:
         """File name stem that identifies these parameters."""
         stem = f"sim_{self.demography}_n{self.n_people}_seed{self.seed}"
-        if self.recombination_rate != 1e-8 or self.mutation_rate != 1.25e-8:
-            stem += f"_r{self.recombination_rate:g}_mu{self.mutation_rate:g}"
+        if self.recombination_rate != 1e-8 or self.mutation_rate is not None:
+            mutation_rate = "model" if self.mutation_rate is None else f"{self.mutation_rate:g}"
+            stem += f"_r{self.recombination_rate:g}_mu{mutation_rate}"
         if self.indel_fraction > 0:
             stem += f"_indel{self.indel_fraction:g}"
         return stem
@@ -107,8 +123,53 @@ def demography_model(name: str):
     return demography
 
 
-def simulate_genotypes(params: SimulationParams, length: int) -> tuple[np.ndarray, np.ndarray]:
-    """Simulate the haplotypes of ``params.n_people`` diploid people.
+def simulate_ancestry(params: SimulationParams, length: int):
+    """The genealogy of the sampled people (a tskit tree sequence, no mutations), and the
+    mutation rate to place on it.
+
+    The built-in demographies run :func:`msprime.sim_ancestry` here; a stdpopsim model
+    runs through stdpopsim's msprime engine on a ``HomSap`` contig of ``length`` bp with
+    the uniform ``params.recombination_rate``, ``params.n_people`` people from each of
+    the model's populations sampled at present. stdpopsim's own mutations (Jukes-Cantor,
+    some multi-allelic) are removed: the caller places binary ones on the real reference.
+    """
+    import msprime
+
+    if params.demography in BUILT_IN:
+        ts = msprime.sim_ancestry(
+            samples={"EUR": params.n_people},
+            demography=demography_model(params.demography),
+            sequence_length=length,
+            recombination_rate=params.recombination_rate,
+            ploidy=2,
+            discrete_genome=True,
+            random_seed=params.seed,
+        )
+        return ts, params.mutation_rate or MUTATION_RATE
+    try:
+        import stdpopsim
+    except ImportError as err:
+        raise ImportError(
+            f"the demography {params.demography!r} is a stdpopsim model: "
+            "pip install 'stdpopsim>=0.3' (in the bench extra)"
+        ) from err
+    species = stdpopsim.get_species("HomSap")
+    model = species.get_demographic_model(params.demography)
+    mutation_rate = params.mutation_rate or model.mutation_rate
+    contig = species.get_contig(
+        length=length, mutation_rate=mutation_rate, recombination_rate=params.recombination_rate
+    )
+    present = [p.name for p in model.populations if p.default_sampling_time == 0]
+    ts = stdpopsim.get_engine("msprime").simulate(
+        model, contig, dict.fromkeys(present, params.n_people), seed=params.seed
+    )
+    return ts.delete_sites(np.arange(ts.num_sites)), mutation_rate
+
+
+def simulate_genotypes(
+    params: SimulationParams, length: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Simulate the haplotypes of ``params.n_people`` diploid people (of each population).
 
     Returns
     -------
@@ -117,28 +178,24 @@ def simulate_genotypes(params: SimulationParams, length: int) -> tuple[np.ndarra
     genotypes
         ``(n_sites, 2 * n_people)`` uint8 matrix of 0 (ancestral) / 1 (derived) alleles;
         columns ``2 i`` and ``2 i + 1`` are the two haplotypes of person ``i``.
+    populations
+        The population of each person.
     """
     import msprime
 
-    ts = msprime.sim_ancestry(
-        samples={"EUR": params.n_people},
-        demography=demography_model(params.demography),
-        sequence_length=length,
-        recombination_rate=params.recombination_rate,
-        ploidy=2,
-        discrete_genome=True,
-        random_seed=params.seed,
-    )
+    ts, mutation_rate = simulate_ancestry(params, length)
     ts = msprime.sim_mutations(
         ts,
-        rate=params.mutation_rate,
+        rate=mutation_rate,
         model=msprime.BinaryMutationModel(),
         discrete_genome=True,
         random_seed=params.seed + 1,
     )
     positions = ts.tables.sites.position.astype(np.int64)
     genotypes = ts.genotype_matrix().astype(np.uint8, copy=False)
-    return positions, genotypes
+    names = [p.metadata["name"] for p in ts.populations()]
+    populations = [names[ts.node(ind.nodes[0]).population] for ind in ts.individuals()]
+    return positions, genotypes, populations
 
 
 def _alt_bases(ref_bases: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -212,10 +269,10 @@ def make_alleles(
     return np.asarray(keep, dtype=np.int64), refs, alts
 
 
-def _header(params: SimulationParams, n_sites: int) -> str:
+def _header(params: SimulationParams, n_sites: int, n_people: int) -> str:
     import msprime
 
-    samples = "\t".join(sample_ids(params.n_people))
+    samples = "\t".join(sample_ids(n_people))
     return (
         "##fileformat=VCFv4.2\n"
         '##FILTER=<ID=PASS,Description="All filters passed">\n'
@@ -254,7 +311,7 @@ def write_vcf(
     n_people = genotypes.shape[1] // 2
     an = 2 * n_people
     with open(path, "wb") as out:
-        out.write(_header(params, len(refs)).encode())
+        out.write(_header(params, len(refs), n_people).encode())
         for lo in range(0, len(refs), chunk):
             g = genotypes[lo : lo + chunk]
             cells = np.empty((g.shape[0], n_people, 4), dtype=np.uint8)
@@ -283,7 +340,8 @@ def simulate_cohort(
 ) -> Path:
     """Simulate the cohort (or reuse the cached one) and return the path of its ``.vcf.gz``.
 
-    A JSON file next to the VCF records the parameters and summary statistics.
+    A JSON file next to the VCF records the parameters and summary statistics, and a
+    sample panel (:func:`panel_path`) each person's population.
     """
     import pysam
 
@@ -291,14 +349,15 @@ def simulate_cohort(
     out_dir.mkdir(parents=True, exist_ok=True)
     vcf_gz = out_dir / f"{params.stem()}.vcf.gz"
     meta_path = out_dir / f"{params.stem()}.json"
-    if not force and vcf_gz.exists() and Path(f"{vcf_gz}.tbi").exists() and meta_path.exists():
+    done = [vcf_gz, Path(f"{vcf_gz}.tbi"), meta_path, panel_path(vcf_gz)]
+    if not force and all(path.exists() for path in done):
         return vcf_gz
 
     t0 = time.perf_counter()
     length = REGION_END0 - REGION_START0
     with pysam.FastaFile(str(reference)) as fasta:
         segment = fasta.fetch(CONTIG, REGION_START0, REGION_END0).upper().encode()
-    positions, genotypes = simulate_genotypes(params, length)
+    positions, genotypes, populations = simulate_genotypes(params, length)
     t_sim = time.perf_counter() - t0
 
     rng = np.random.default_rng(params.seed + 2)
@@ -321,6 +380,7 @@ def simulate_cohort(
     else:
         # bgzip + tabix; removes the plain-text file
         pysam.tabix_index(str(plain), preset="vcf", force=True, keep_original=False)
+    write_panel(panel_path(vcf_gz), sample_ids(len(populations)), populations)
     elapsed = time.perf_counter() - t0
 
     af = genotypes.mean(axis=1)
@@ -328,6 +388,8 @@ def simulate_cohort(
     meta = {
         "params": asdict(params),
         "vcf": str(vcf_gz),
+        "panel": str(panel_path(vcf_gz)),
+        "people": {p: populations.count(p) for p in sorted(set(populations))},
         "n_sites": len(refs),
         "n_indels": n_indels,
         "n_singletons": int((genotypes.sum(axis=1) == 1).sum()),
@@ -339,11 +401,22 @@ def simulate_cohort(
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     if verbose:
         print(
-            f"simulated {params.n_people} people, {meta['n_sites']} sites "
+            f"simulated {len(populations)} people, {meta['n_sites']} sites "
             f"({meta['n_indels']} indels, {meta['n_singletons']} singletons) "
             f"in {elapsed:.1f} s -> {vcf_gz}"
         )
     return vcf_gz
+
+
+def panel_path(vcf_gz: Path) -> Path:
+    """The sample panel written beside a simulated VCF."""
+    return Path(str(vcf_gz).removesuffix(".vcf.gz") + ".panel")
+
+
+def write_panel(path: Path, samples: list[str], populations: list[str]) -> None:
+    """A 1000 Genomes-style panel (``sample pop super_pop``) for ``gl.pp.personal_sequences``."""
+    lines = [f"{s}\t{p}\t{p}\n" for s, p in zip(samples, populations, strict=True)]
+    path.write_text("sample\tpop\tsuper_pop\n" + "".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -351,9 +424,19 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-people", type=int, default=SimulationParams.n_people)
     parser.add_argument("--seed", type=int, default=SimulationParams.seed)
-    parser.add_argument("--demography", choices=["ooa", "constant"], default="ooa")
+    parser.add_argument(
+        "--demography",
+        default="ooa",
+        help="'ooa' (European branch), 'constant', or a stdpopsim HomSap model id "
+        "(e.g. OutOfAfrica_2T12: --n-people of each population)",
+    )
     parser.add_argument("--recombination-rate", type=float, default=1e-8)
-    parser.add_argument("--mutation-rate", type=float, default=1.25e-8)
+    parser.add_argument(
+        "--mutation-rate",
+        type=float,
+        default=None,
+        help=f"default: {MUTATION_RATE:g}, or the stdpopsim model's own rate",
+    )
     parser.add_argument(
         "--indel-fraction",
         type=float,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,6 +15,7 @@ from sklearn.linear_model import LinearRegression
 import genlm_sc as gl
 from conftest import SHARED, needs_shared, write_fasta, write_vcf
 from genlm_sc.tl.expression.features import dosage_source
+from genlm_sc.tl.expression.regressions import embedding_model
 from test_embed import conv_checkpoint
 
 plt.switch_backend("Agg")
@@ -178,6 +181,19 @@ def test_embedding_methods_write_their_outputs(embedded, tmp_path):
     )
     np.testing.assert_array_equal(back.layers["gl_pred_ridge"], cohort.layers["gl_pred_ridge"])
     np.testing.assert_array_equal(back.obs["gl_fold"], cohort.obs["gl_fold"])
+
+
+def test_pca_of_rank_deficient_embeddings_converges():
+    """400 people × 128 features of 87 distinct rows (rank 39): one training fold of the
+    embeddings of a simulated cohort on which PCA's "full" solver (LAPACK gesdd) fails to
+    converge with this project's OpenBLAS build."""
+    data = np.load(Path(__file__).parent / "data" / "rank_deficient_embeddings.npz")
+    x = data["rows"][data["index"]].astype(np.float64)
+    signal = ((x - x.mean(axis=0)) / x.std(axis=0))[:, :3].sum(axis=1)
+    y = signal + np.random.default_rng(0).normal(size=x.shape[0]) * signal.std()
+    for method in ("elastic_net", "ridge"):
+        model = embedding_model(method, n_features=x.shape[1], n_pcs=20, random_state=1)()
+        assert np.corrcoef(model.fit(x, y).predict(x), y)[0, 1] > 0.5
 
 
 def test_split_by_population_trains_on_the_others_and_tests_on_fin(simulated):
@@ -398,6 +414,46 @@ def test_simulation_plants_hand_picked_causal_variants():
     with pytest.raises(KeyError, match="not in the window"):
         bad = pd.DataFrame({"gene": [gene], "variant_id": ["rs_nowhere"]})
         gl.datasets.simulate_expression(cohort, causal=bad)
+
+
+@pytest.mark.filterwarnings("ignore:simulate_expression replaces the existing X")
+def test_simulation_measures_frequencies_and_heritability_in_reference_people(simulated):
+    cohort = fresh(simulated)
+    fin = (cohort.obs["population"] == "FIN").to_numpy()
+    with pytest.warns(UserWarning, match="replaces the existing X"):
+        gl.datasets.simulate_expression(
+            cohort, n_causal=2, h2=0.4, min_maf=0.1, reference_people=fin, random_state=5
+        )
+    table = cohort.uns["gl_simulation"]["causal_variants"]
+    assert len(table) >= 20 and cohort.uns["gl_simulation"]["n_reference_people"] == fin.sum()
+    ds = gl.get.haplotype_store(cohort)
+    rows = [list(ds["sample"].values).index(s) for s in cohort.obs_names[fin]]
+    for row in table.itertuples():  # frequencies of the Finns, common among them
+        calls = ds["genotype"].values[rows, row.variant, :]
+        assert row.alt_frequency == pytest.approx((calls > 0).mean())
+        assert min(row.alt_frequency, 1 - row.alt_frequency) >= 0.1
+    genetic = cohort.layers["sim_genetic_value"]
+    heritable = cohort.var["sim_n_causal"].to_numpy() > 0
+    # h2 and the centring hold in the Finns exactly, elsewhere only by their frequencies
+    np.testing.assert_allclose(genetic[fin][:, heritable].var(axis=0), 0.4, rtol=1e-5)
+    np.testing.assert_allclose(genetic[fin][:, heritable].mean(axis=0), 0, atol=1e-5)
+    assert not np.allclose(genetic[~fin][:, heritable].var(axis=0), 0.4, rtol=1e-3)
+
+    # obs names give the same as the mask; everyone is the default
+    by_name = gl.datasets.simulate_expression(
+        fresh(simulated), n_causal=2, h2=0.4, min_maf=0.1, random_state=5, copy=True,
+        reference_people=list(cohort.obs_names[fin]),
+    )  # fmt: skip
+    np.testing.assert_array_equal(by_name.X, cohort.X)
+    everyone = gl.datasets.simulate_expression(
+        fresh(simulated), n_causal=(1, 5), h2=(0.1, 0.5), random_state=0, copy=True,
+        reference_people=np.ones(cohort.n_obs, dtype=bool),
+    )  # fmt: skip
+    np.testing.assert_array_equal(everyone.X, simulated.X)
+    with pytest.raises(KeyError, match="not in obs_names"):
+        gl.datasets.simulate_expression(fresh(simulated), reference_people=["nobody"])
+    with pytest.raises(ValueError, match="needs 503 values"):
+        gl.datasets.simulate_expression(fresh(simulated), reference_people=fin[:10])
 
 
 # --- numbers that look fine but are not -----------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import anndata as ad
 import numpy as np
@@ -28,19 +29,28 @@ def simulate_expression(
     h2: float | tuple[float, float] = 0.3,
     min_maf: float = 0.05,
     causal: pd.DataFrame | None = None,
+    reference_people: Sequence[str] | np.ndarray | None = None,
     random_state: int | np.random.Generator | None = 0,
     copy: bool = False,
 ) -> ad.AnnData | None:
     """Simulate each person's expression of each gene from planted causal variants.
 
     For every gene, ``n_causal`` variants of its window (with minor allele frequency at
-    least ``min_maf`` in the cohort) get effects drawn from a standard normal; the genetic
-    value (the sum of ALT dosages times effects) is scaled to variance ``h2`` and Gaussian
+    least ``min_maf`` in the cohort, or in ``reference_people``) get effects drawn from a
+    standard normal; the genetic value (the sum of ALT dosages times effects) is scaled
+    to variance ``h2`` and Gaussian
     noise of variance ``1 - h2`` is added, so expression has unit variance. The genetic
     value itself is kept: its correlation with the expression in the people a method is
     scored on is the oracle r of :func:`genlm_sc.tl.fit_expression` there (about
     ``sqrt(h2)``, but it varies with the people and the noise drawn, so ``sqrt(h2)`` is not
     a bound a method is compared with).
+
+    Allele frequencies and the genetic variance are measured in everyone, or in
+    ``reference_people`` only: in a cohort of several populations, the training
+    population of a cross-population comparison, whose common variants then carry the
+    effects and whose heritability is ``h2``. The same variants and effects act in
+    everyone; elsewhere the genetic variance follows from the allele frequencies there
+    (a causal variant may even be monomorphic), while the noise variance stays ``1 - h2``.
 
     Parameters
     ----------
@@ -57,6 +67,11 @@ def simulate_expression(
         DataFrame with columns ``gene`` (id) and ``variant_id``, and optionally
         ``effect`` (relative effects of the ALT allele before scaling to ``h2``; drawn
         when absent). Variants of other windows, or absent ones, raise a ``KeyError``.
+    reference_people
+        The people (``obs_names``, or a boolean mask over ``obs``) in whom the minor allele
+        frequencies (``min_maf``, and ``alt_frequency`` of the table) and the genetic
+        variance (scaled to ``h2``) are measured; ``None``: everyone. The genetic value is
+        centred on their mean.
     random_state
         Seed or generator.
     copy
@@ -74,6 +89,7 @@ def simulate_expression(
     Genes without enough common variants get fewer causal variants (possibly none).
     """
     adata = adata.copy() if copy else adata
+    reference = _reference_mask(adata, reference_people)
     if adata.X is not None:
         warnings.warn("simulate_expression replaces the existing X", stacklevel=2)
     generator = np.random.default_rng(random_state)
@@ -98,7 +114,7 @@ def simulate_expression(
     for g in range(n_genes):
         index = np.flatnonzero(variant_gene == store_gene[adata.var_names[g]])
         dosage = (genotype[:, index, :] > 0).sum(axis=2).astype(float)
-        frequency = dosage.mean(axis=0) / 2
+        frequency = dosage[reference].mean(axis=0) / 2
         common = index[np.minimum(frequency, 1 - frequency) >= min_maf]
         chosen = np.sort(generator.choice(common, min(wanted[g], len(common)), replace=False))
         beta = generator.standard_normal(len(chosen))
@@ -109,8 +125,9 @@ def simulate_expression(
             if len(chosen)
             else np.zeros(adata.n_obs)
         )
-        genetic = genetic - genetic.mean()
-        scale = np.sqrt(heritability[g] / genetic.var()) if genetic.var() > 0 else 0.0
+        genetic = genetic - genetic[reference].mean()
+        variance = genetic[reference].var()
+        scale = np.sqrt(heritability[g] / variance) if variance > 0 else 0.0
         noise_sd = np.sqrt(1 - heritability[g]) if scale else 1.0
         noise = generator.standard_normal(adata.n_obs) * noise_sd
         y = genetic * scale + noise
@@ -141,12 +158,35 @@ def simulate_expression(
         "n_causal": str(n_causal),
         "h2": str(h2),
         "min_maf": float(min_maf),
+        "n_reference_people": int(reference.sum()),
         "random_state": random_state if isinstance(random_state, int) else "generator",
         "causal_variants": pd.DataFrame(rows),
         "model": "y = sum_k dosage_k * effect_k + noise; Var(genetic) = h2, Var(y) = 1",
         "genetic_value": f"layers[{GENETIC_VALUE_KEY!r}]",
     }
     return adata if copy else None
+
+
+def _reference_mask(adata: ad.AnnData, people: Sequence[str] | np.ndarray | None) -> np.ndarray:
+    """Boolean mask over ``obs`` of the people frequencies and variances are measured in."""
+    if people is None:
+        return np.ones(adata.n_obs, dtype=bool)
+    people = np.asarray(people)
+    if people.dtype == bool:
+        if people.shape != (adata.n_obs,):
+            raise ValueError(
+                f"reference_people as a mask needs {adata.n_obs} values (one per person), "
+                f"not {people.size}"
+            )
+        mask = people
+    else:
+        unknown = sorted(set(people.astype(str)) - set(adata.obs_names))
+        if unknown:
+            raise KeyError(f"reference_people not in obs_names: {unknown[:5]}")
+        mask = adata.obs_names.isin(people.astype(str))
+    if mask.sum() < 2:
+        raise ValueError("reference_people must hold at least two people")
+    return np.asarray(mask)
 
 
 def _planted(

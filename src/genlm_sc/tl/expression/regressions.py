@@ -52,7 +52,12 @@ def embedding_model(
             return DummyRegressor()
         steps: list[Any] = [StandardScaler()]
         if n_pcs is not None:
-            steps.append(PCA(n_components=n_pcs, random_state=random_state))
+            # from the eigenvectors of the covariance: LAPACK's divide-and-conquer SVD
+            # (gesdd, PCA's "full" solver) can fail to converge on rank-deficient features,
+            # as embeddings of people sharing haplotypes are
+            steps.append(
+                PCA(n_components=n_pcs, svd_solver="covariance_eigh", random_state=random_state)
+            )
         steps.append(
             CovarianceRidgeCV(alphas=RIDGE_ALPHAS, alpha_per_target=True)
             if method == "ridge"
