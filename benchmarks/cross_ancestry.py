@@ -34,6 +34,7 @@ Writes ``results/cross_ancestry.{json,md,csv}``.
 
     OMP_NUM_THREADS=1 python benchmarks/cross_ancestry.py              # dev, then test
     python benchmarks/cross_ancestry.py --phase test --seeds 11 12 13
+    python benchmarks/cross_ancestry.py --phase test --methods fusion --add   # one more method
 
 Needs ``stdpopsim`` (``bench`` extra).
 """
@@ -84,11 +85,20 @@ class Method:
 
 #: The methods compared, one line each; a name that ``fit_expression`` does not offer
 #: (``METHODS``) is skipped with a message.
+#: The fused model: a reduced Enformer with random weights (dim 48, 2 blocks pruned to 1,
+#: 8-bp bins) reading 256 bp around the TSS, heads trained for 3 epochs on the language
+#: model's embeddings and the backbone's output (the settings of ``fusion_seeds.py``,
+#: fixed before this benchmark ran; nothing chosen on its data).
+FUSION = {"backbone": "enformer", "weights": "random", "input_length": 256, "epochs": 3,
+          "batch_size": 32, "learning_rate": 1e-2,
+          "config": {"dim": 48, "depth": 2, "heads": 2, "attn_dim_key": 8,
+                     "num_downsamples": 3, "dim_divisible_by": 8}}  # fmt: skip
 METHOD_SETTINGS: dict[str, Method] = {
     "predixcan": Method(),
     "elastic_net": Method(({}, {"n_pcs": 20})),
     "ridge": Method(),
     "finetune": Method(({"finetune_options": {"strategy": "lora", "epochs": 1}},), max_genes=2),
+    "fusion": Method(({"fusion_options": FUSION},)),
 }
 #: Seconds spent in fit_expression per method (all splits, seeds and directions).
 FIT_SECONDS: dict[str, float] = {}
@@ -104,8 +114,12 @@ def methods_to_run(wanted: list[str] | None) -> list[str]:
 
 def keywords(setting: dict[str, Any], model: Path) -> dict[str, Any]:
     """fit_expression keywords of one setting, the ``*_options`` completed."""
-    defaults = {"model": str(model), "device": "cpu", "progress": False}
-    return {k: defaults | v if k.endswith("_options") else v for k, v in setting.items()}
+    defaults = {"device": "cpu", "progress": False}
+    return {
+        k: defaults | ({"model": str(model)} if k == "finetune_options" else {}) | v
+        if k.endswith("_options") else v
+        for k, v in setting.items()
+    }  # fmt: skip
 
 
 def pretrained_model(args) -> Path:
@@ -260,10 +274,14 @@ def dev_phase(args, model) -> dict[str, Any]:
 def test_phase(args, model) -> None:
     dev = json.loads((RESULTS / "cross_ancestry_dev.json").read_text())
     names = methods_to_run(args.methods)
+    for m in names:  # a method with one setting has nothing to choose
+        if m not in dev["chosen"] and len(METHOD_SETTINGS[m].candidates) == 1:
+            dev["chosen"][m] = METHOD_SETTINGS[m].candidates[0]
     missing = [m for m in names if m not in dev["chosen"]]
     if missing:
         raise SystemExit(f"no dev choice for {missing}: run --phase dev first")
     plan = [(m, 0, dev["chosen"][m]) for m in names]
+    earlier = _earlier_rows(args, names)
     started = time.perf_counter()
     frames = []
     for seed in args.seeds:
@@ -274,7 +292,11 @@ def test_phase(args, model) -> None:
                     cohort, seed, train, test, plan=plan, splits=SPLITS, args=args, model=model
                 )
             )
+    wall = time.perf_counter() - started
     rows = pd.concat(frames, ignore_index=True)
+    if earlier is not None:
+        rows = pd.concat([earlier, rows[earlier.columns]], ignore_index=True)
+        wall += json.loads((RESULTS / "cross_ancestry.json").read_text())["wall_s"]
     summary, per_seed = summarise(rows)
     report = {
         "case": {
@@ -296,7 +318,7 @@ def test_phase(args, model) -> None:
         "summary": summary.to_dict(orient="records"),
         "per_seed": per_seed.to_dict(orient="records"),
         "fit_seconds": {m: round(t, 1) for m, t in FIT_SECONDS.items()},
-        "wall_s": round(time.perf_counter() - started, 1),
+        "wall_s": round(wall, 1),
         "args": _args_record(args),
     }
     (RESULTS / "cross_ancestry.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -319,6 +341,22 @@ def test_phase(args, model) -> None:
     rows[columns].round(4).to_csv(RESULTS / "cross_ancestry.csv", index=False)
     (RESULTS / "cross_ancestry.md").write_text(markdown(report, summary))
     print(markdown(report, summary))
+
+
+def _earlier_rows(args, names: list[str]) -> pd.DataFrame | None:
+    """With ``--add``: the committed rows of the methods not run now, for the same case."""
+    if not args.add:
+        return None
+    report = json.loads((RESULTS / "cross_ancestry.json").read_text())
+    same = ("n_people", "width", "h2", "seeds", "dev_seed")
+    changed = [k for k in same if report["args"][k] != vars(args)[k]]
+    if changed:
+        raise SystemExit(f"--add needs the committed run's {changed}")
+    for m, seconds in report["fit_seconds"].items():
+        if m not in names:
+            FIT_SECONDS[m] = seconds
+    rows = pd.read_csv(RESULTS / "cross_ancestry.csv")
+    return rows[~rows["method"].isin(names)]
 
 
 def report_phase() -> None:
@@ -426,6 +464,11 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=2048)
     parser.add_argument("--h2", type=float, default=0.3)
     parser.add_argument("--methods", nargs="+", help="default: every configured method")
+    parser.add_argument(
+        "--add",
+        action="store_true",
+        help="test phase: keep the committed rows of the methods not in --methods (same case)",
+    )
     args = parser.parse_args()
     if args.phase == "report":
         report_phase()

@@ -253,3 +253,68 @@ def test_expression_fits_on_two_workers_equal_one_process(built, client, tmp_pat
     with pytest.raises(ValueError, match="runs in this process"):
         gl.tl.fit_expression(cohort, method="finetune", finetune_options={"model": model},
                              n_jobs=2)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def written_example(tmp_path_factory):
+    """The example cohort in 200-bp windows on disk, a masked LM and an expression model."""
+    from test_finetune import regressor
+
+    root = tmp_path_factory.mktemp("attribution")
+    gl.write(gl.datasets.example_cohort(width=200), root / "cohort.zarr")
+    folder = conv_checkpoint(root / "mlm")
+    regressor(folder, strategy="prune").eval().save_pretrained(root / "expression")
+    return gl.read(root / "cohort.zarr"), folder, root / "expression"
+
+
+def test_attributions_on_two_workers_equal_one_process(written_example, client):
+    cohort, _, expression = written_example
+    people = list(cohort.obs_names[:60])
+    distinct = {g: len(set(gl.get.haplotypes(cohort, g, samples=people).to_numpy().ravel()))
+                for g in cohort.var_names}  # fmt: skip
+    genes = [g for g, n in distinct.items() if 3 <= n <= 8][:2]
+    options = {"gene": genes, "model": expression, "samples": people, "device": "cpu"}
+    for method in ("ism", "integrated_gradients"):
+        gl.tl.attribute(cohort, method=method, key_added="single", **options)
+        gl.tl.attribute(cohort, method=method, key_added="tasks", client=client, **options)
+        for gene in genes:
+            one = gl.get.attribution(cohort, gene, key="single")
+            two = gl.get.attribution(cohort, gene, key="tasks")
+            assert one.sizes["sequence"] > 3  # the reference and the people's haplotypes
+            for name in one.data_vars:
+                assert one[name].dtype == two[name].dtype, name
+                if one[name].dtype.kind == "f":
+                    np.testing.assert_allclose(two[name], one[name], rtol=1e-5, atol=1e-7)
+                else:
+                    np.testing.assert_array_equal(two[name], one[name])
+            assert {k: v for k, v in two.attrs.items()} == one.attrs
+
+
+def test_variant_effects_on_two_workers_equal_one_process(written_example, client):
+    cohort, mlm, expression = written_example
+    genes = list(cohort.var_names[:3])
+    options = {"gene": genes, "model": mlm, "expression_model": expression, "device": "cpu"}
+    gl.tl.variant_effects(cohort, key_added="single", **options)
+    gl.tl.variant_effects(cohort, key_added="tasks", client=client, **options)
+    assert list(cohort.uns["tasks"]) == list(cohort.uns["single"]) == genes
+    for gene in genes:
+        one, two = cohort.uns["single"][gene], cohort.uns["tasks"][gene]
+        assert len(one) > 0
+        assert np.isfinite(one["delta_expression"]).any()
+        assert np.isfinite(one["llr_masked"]).any()
+        pd.testing.assert_frame_equal(two, one, rtol=1e-5, atol=1e-7)
+
+
+def test_distributed_attribution_needs_saved_models(written_example, client):
+    cohort, folder, _ = written_example
+    from test_finetune import regressor
+
+    model = regressor(folder, strategy="prune").eval()
+    gene = cohort.var_names[0]
+    with pytest.raises(TypeError, match="path of a saved model folder"):
+        gl.tl.attribute(cohort, gene=gene, model=model, client=client)
+    with pytest.raises(TypeError, match="path of a saved model folder"):
+        gl.tl.variant_effects(cohort, gene=gene, expression_model=model, client=client)
+    memory = gl.datasets.example_cohort(width=200)
+    with pytest.raises(ValueError, match="store on disk"):
+        gl.tl.variant_effects(memory, gene=gene, model=folder, client=client)

@@ -9,11 +9,16 @@ an array), so tasks never write to the same file.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-__all__ = ["cluster", "is_distributed", "run_tasks"]
+__all__ = ["cluster", "is_distributed", "loaded_once", "run_tasks"]
+
+#: In each worker process: what :func:`loaded_once` loaded, by path, file stamps and options.
+_LOADED: dict[tuple, Any] = {}
 
 
 def is_distributed(client: Any, n_jobs: int | None) -> bool:
@@ -100,3 +105,19 @@ def run_tasks(
         client.cancel([future for _, future in running.values()])
         raise
     return [results[i] for i in range(len(results))]
+
+
+def loaded_once(path: str | os.PathLike, load: Callable[[], Any], *options: Any) -> Any:
+    """``load()`` the first time a worker process needs what lies at ``path`` (a model
+    folder, a store), then the same object for every later task with the same ``options``.
+
+    The key holds the size and modification time of every file directly in ``path``, so a
+    folder written again (a model retrained into the same place) is loaded again.
+    """
+    folder = Path(os.path.abspath(os.fspath(path)))
+    files = sorted(folder.iterdir()) if folder.is_dir() else [folder]
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file())
+    key = (os.fspath(folder), stamp, options)
+    if key not in _LOADED:
+        _LOADED[key] = load()
+    return _LOADED[key]

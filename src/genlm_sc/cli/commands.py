@@ -23,7 +23,7 @@ STORE_HELP = (
 #: Options every verb leaves to the global ones (gl.settings) or handles itself.
 HANDLED = {"adata", "copy", "progress", "device", "client", "n_jobs"}
 #: Functions that run on several worker processes when ``--n-jobs`` asks for them.
-PARALLEL = {"personal_sequences", "embed", "fit_expression"}
+PARALLEL = {"personal_sequences", "embed", "fit_expression", "attribute", "variant_effects"}
 
 
 @dataclass(frozen=True)

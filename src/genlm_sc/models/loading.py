@@ -174,7 +174,7 @@ def check_tokenizer(tokenizer: Any, folder: str | os.PathLike) -> None:
     unknown = getattr(tokenizer, "unk_token_id", None)
     if unknown is None:
         return
-    ids = tokenizer(PROBE, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(PROBE, add_special_tokens=False, verbose=False)["input_ids"]
     share = sum(i == unknown for i in ids) / max(len(ids), 1)
     if share > MAX_UNKNOWN:
         raise CheckpointError(

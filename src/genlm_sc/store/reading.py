@@ -153,6 +153,22 @@ def read(path: str | os.PathLike) -> ad.AnnData:
     haplotype tensors stay on disk and open lazily through
     :func:`genlm_sc.get.haplotype_store`.
     """
+    return _read_anndata(path, ad.io.read_zarr)
+
+
+def read_annotations(path: str | os.PathLike) -> ad.AnnData:
+    """A cohort's people, genes and ``uns`` without its matrices (``X``, layers, ``obsm``,
+    ...): what a worker needs to find haplotypes and variants in the store, at a size that
+    does not grow with expression data."""
+
+    def annotations(group: zarr.Group) -> ad.AnnData:
+        parts = {k: ad.io.read_elem(group[k]) for k in ("obs", "var", "uns") if k in group}
+        return ad.AnnData(**parts)
+
+    return _read_anndata(path, annotations)
+
+
+def _read_anndata(path: str | os.PathLike, read_group) -> ad.AnnData:
     path = existing_store(Path(os.path.abspath(os.fspath(path))))
     version = check_format(path)["format_version"]
     source = VerifyingStore.at(path, required=version >= 2)
@@ -165,7 +181,7 @@ def read(path: str | os.PathLike) -> ad.AnnData:
                 "has no anndata group; the store is damaged: rebuild it or restore it from a copy",
                 record="group anndata",
             ) from err
-        adata = ad.io.read_zarr(group)
+        adata = read_group(group)
     adata.uns.setdefault("gl", {})
     has_haplotypes = (path / "haplotypes").exists()
     adata.uns["gl"]["store"] = os.fspath(path) if has_haplotypes else ""

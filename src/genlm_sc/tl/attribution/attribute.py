@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..._dna import BASES
+from ..._engine import cluster, is_distributed
 from ...get import (
     anchor_coordinate,
     anchor_index,
@@ -86,7 +88,7 @@ def gene_window(adata: ad.AnnData, gene: str) -> GeneWindow:
 def attribute(
     adata: ad.AnnData,
     *,
-    gene: str,
+    gene: str | Sequence[str],
     model: Any,
     method: Method = "ism",
     target: Target = "expression",
@@ -98,6 +100,8 @@ def attribute(
     random_state: int = 0,
     batch_size: int = 32,
     device: str = "auto",
+    client: Any = None,
+    n_jobs: int | None = None,
     key_added: str | None = None,
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -108,7 +112,8 @@ def attribute(
     adata
         A cohort (:func:`genlm_sc.pp.personal_sequences`) or a gene / sequence panel.
     gene
-        Gene id or unique gene name (a panel: an ``obs`` name).
+        Gene id or unique gene name (a panel: an ``obs`` name), or a list of them: each
+        gene's result is written as soon as it is complete.
     model
         ``target="expression"``: a fine-tuned expression model (in memory, or a folder
         saved by ``fit_expression(method="finetune")``, e.g. ``output_dir/<gene>/fold_0``),
@@ -170,6 +175,14 @@ def attribute(
         Chunks per forward pass.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    client
+        A :class:`distributed.Client`: each sequence (the reference and every distinct
+        haplotype of ``samples``) is a task on its workers, which load ``model`` (a
+        folder) once each. The results equal those of one process (within float
+        rounding: a task scores its sequence alone, not in a batch with others).
+    n_jobs
+        Run on a local cluster of this many worker processes (one thread each), made for
+        the call; ignored when ``client`` is given. ``None`` or 1: in this process.
     key_added
         Where the result is stored (default ``"gl_<method>_<target>"``): in the cohort's
         Zarr store as the group ``<key_added>/<gene>`` when it lives on disk, else in
@@ -203,11 +216,48 @@ def attribute(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     options = _options(method, baseline, n_steps, n_baselines, random_state)
+    distributed = is_distributed(client, n_jobs)
+    if distributed and not isinstance(model, str | os.PathLike):
+        raise TypeError(
+            "attribution on several workers loads the model in each worker: pass model= as "
+            "the path of a saved model folder"
+        )
     adata = adata.copy() if copy else adata
-    window = gene_window(adata, gene)
-    scorer = load_scorer(model, target=target, device=device)
-    if method != "ism":
-        scorer.require_embeddings(f"{method} attributions")
+    genes = [gene] if isinstance(gene, str) else list(gene)
+    settings = {
+        "model": model, "target": target, "device": device, "method": method,
+        "options": options, "batch_size": batch_size,
+    }  # fmt: skip
+    with cluster(client, n_jobs) if distributed else nullcontext() as running:
+        if running is None:
+            settings["model"] = load_scorer(model, target=target, device=device)
+        for name in genes:
+            window = gene_window(adata, name)
+            ds = _gene_attributions(adata, window, samples, region, settings, running)
+            ds.attrs.update({
+                "gene": window.gene, "gene_name": gene_name(adata, window.gene),
+                "chrom": window.chrom, "strand": window.strand, "method": method,
+                "target": target, "model": _describe(model), "window_start": window.start,
+                "window_end": window.end,
+                "region": "" if region is None else f"{int(region[0])}-{int(region[1])}",
+                **options,
+            })  # fmt: skip
+            from ...store import write_result
+
+            write_result(adata, key_added or f"gl_{method}_{target}", window.gene, ds)
+    return adata if copy else None
+
+
+def _gene_attributions(
+    adata: ad.AnnData,
+    window: GeneWindow,
+    samples: Sequence[str] | None,
+    region: tuple[int, int] | None,
+    settings: dict[str, Any],
+    client: Any,
+) -> xr.Dataset:
+    """One gene's attributions: every sequence scored here (``client`` None, the loaded
+    scorer in ``settings["model"]``) or as a task on ``client``'s workers."""
     labels, sequences, coordinates, carriers = ["reference"], [window.sequence], [None], [0]
     sample_sequence = None
     if samples is not None:
@@ -219,60 +269,97 @@ def attribute(
             sequences.append(sequence)
             coordinates.append(positions)
             carriers.append(count)
+    columns, tasks = [], []
+    for i, sequence in enumerate(sequences):
+        if coordinates[i] is None:
+            coordinates[i] = window.positions[: len(sequence)]
+            columns.append(np.arange(len(sequence)))
+        else:
+            columns.append(window.columns(coordinates[i]))
+            columns[i][coordinates[i] < 0] = -1
+        wanted = None
+        if region is not None:
+            inside = (coordinates[i] >= region[0]) & (coordinates[i] < region[1])
+            wanted = np.flatnonzero(inside & (coordinates[i] >= 0)).tolist()
+        anchor = anchor_index(coordinates[i], window.anchor, minus=window.strand == "-")
+        tasks.append({**settings, "sequence": sequence, "anchor": anchor, "wanted": wanted})
+    if client is None:
+        results = [sequence_attribution(**task) for task in tasks]
+        scores = settings["model"].score(
+            sequences, batch_size=settings["batch_size"], anchors=[t["anchor"] for t in tasks]
+        )
+    else:
+        from ..._engine import run_tasks
+
+        results = run_tasks(
+            client, sequence_attribution, ({**task, "with_score": True} for task in tasks),
+            progress=False, description=f"attribution-{window.gene}", total=len(tasks),
+            max_in_flight=2 * len(client.scheduler_info().get("workers", {})) + 2,
+        )  # fmt: skip
+        scores = np.array([score for _, _, score in results])
     width = len(window.sequence)
     values = np.full((len(sequences), width, 4), np.nan)
     observed = np.zeros((len(sequences), width), dtype=np.uint8)
     deltas = np.full(len(sequences), np.nan)
-    anchors = []  # each sequence's anchor base (a fused model reads a cut around it)
-    for i, sequence in enumerate(sequences):
-        if coordinates[i] is None:
-            coordinates[i] = window.positions[: len(sequence)]
-            columns = np.arange(len(sequence))
-        else:
-            columns = window.columns(coordinates[i])
-            columns[coordinates[i] < 0] = -1
-        anchors.append(anchor_index(coordinates[i], window.anchor, minus=window.strand == "-"))
-        if method == "ism":
-            wanted = None
-            if region is not None:
-                inside = (coordinates[i] >= region[0]) & (coordinates[i] < region[1])
-                wanted = np.flatnonzero(inside & (coordinates[i] >= 0)).tolist()
-            scores = scorer.saturation_mutagenesis(
-                sequence, positions=wanted, batch_size=batch_size, anchor=anchors[i]
-            )
-        elif method == "grad_x_input":
-            scores = _grad_x_input(scorer.base_gradients(sequence, anchor=anchors[i]), sequence)
-        else:
-            scores, deltas[i] = _captum(scorer, sequence, method, options, batch_size, anchors[i])
+    for i, (sequence, result) in enumerate(zip(sequences, results, strict=True)):
+        deltas[i] = result[1]
         codes = np.frombuffer(sequence.upper().encode("ascii"), dtype=np.uint8)
-        kept = columns >= 0
-        values[i, columns[kept]] = scores[kept]
-        observed[i, columns[kept]] = codes[kept]
+        kept = columns[i] >= 0
+        values[i, columns[i][kept]] = result[0][kept]
+        observed[i, columns[i][kept]] = codes[kept]
     ds = xr.Dataset(
         {
             "attribution": (("sequence", "position", "base"), values.astype(np.float32)),
             "observed": (("sequence", "position"), observed),
-            "score": ("sequence", scorer.score(sequences, batch_size=batch_size, anchors=anchors)),
+            "score": ("sequence", np.asarray(scores)),
             "carriers": ("sequence", np.asarray(carriers, dtype=np.int64)),
         },
         coords={"sequence": labels, "position": window.positions, "base": list(BASES)},
-        attrs={
-            "gene": window.gene, "gene_name": gene_name(adata, window.gene),
-            "chrom": window.chrom, "strand": window.strand,
-            "method": method, "target": target, "model": _describe(model),
-            "window_start": window.start, "window_end": window.end,
-            "region": "" if region is None else f"{int(region[0])}-{int(region[1])}",
-            **options,
-        },
-    )  # fmt: skip
-    if method in ("integrated_gradients", "deeplift_shap"):
+    )
+    if settings["method"] in ("integrated_gradients", "deeplift_shap"):
         ds["convergence_delta"] = ("sequence", deltas)
     if sample_sequence is not None:
         ds["sample_sequence"] = sample_sequence
-    from ...store import write_result
+    return ds
 
-    write_result(adata, key_added or f"gl_{method}_{target}", window.gene, ds)
-    return adata if copy else None
+
+def sequence_attribution(
+    *,
+    model: Any,
+    target: str,
+    device: str,
+    method: str,
+    options: dict[str, Any],
+    batch_size: int,
+    sequence: str,
+    anchor: int,
+    wanted: list[int] | None,
+    with_score: bool = False,
+) -> tuple[np.ndarray, float, float | None]:
+    """One sequence's attributions (length × 4), its convergence delta (``NaN`` for
+    methods without one) and, ``with_score``, its unedited score (a task: ``model`` is a
+    folder, loaded once per worker process)."""
+    from ..._engine import loaded_once
+
+    if isinstance(model, str | os.PathLike):
+        model = loaded_once(
+            model, lambda: load_scorer(model, target=target, device=device), target, device
+        )
+    if method != "ism":
+        model.require_embeddings(f"{method} attributions")
+    delta = np.nan
+    if method == "ism":
+        scores = model.saturation_mutagenesis(
+            sequence, positions=wanted, batch_size=batch_size, anchor=anchor
+        )
+    elif method == "grad_x_input":
+        scores = _grad_x_input(model.base_gradients(sequence, anchor=anchor), sequence)
+    else:
+        scores, delta = _captum(model, sequence, method, options, batch_size, anchor)
+    score = None
+    if with_score:
+        score = float(model.score([sequence], batch_size=batch_size, anchors=[anchor])[0])
+    return scores, delta, score
 
 
 def _options(

@@ -4,6 +4,7 @@ expression changes, embedding shifts, joined to measured eQTLs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import anndata as ad
@@ -22,12 +23,14 @@ __all__ = ["variant_effects"]
 def variant_effects(
     adata: ad.AnnData,
     *,
-    gene: str,
+    gene: str | Sequence[str],
     model: Any = None,
     expression_model: Any = None,
     eqtl: str | os.PathLike | pd.DataFrame | None = None,
     batch_size: int = 32,
     device: str = "auto",
+    client: Any = None,
+    n_jobs: int | None = None,
     key_added: str = "gl_variant_effects",
     copy: bool = False,
 ) -> ad.AnnData | None:
@@ -40,7 +43,7 @@ def variant_effects(
         store in the gene's window, each ALT allele of a multi-allelic record on its own
         row.
     gene
-        Gene id or unique gene name.
+        Gene id or unique gene name, or a list of them.
     model
         A masked language model (checkpoint folder or ``(model, tokenizer)`` pair) for the
         zero-shot scores and the embedding shift.
@@ -60,6 +63,14 @@ def variant_effects(
         Chunks per forward pass.
     device
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+    client
+        A :class:`distributed.Client`: each gene is a task on its workers, which read the
+        cohort's people and genes from its store on disk (so ``adata`` must have been
+        written) and load the models (folders) once each. The tables equal those of one
+        process.
+    n_jobs
+        Run on a local cluster of this many worker processes (one thread each), made for
+        the call; ignored when ``client`` is given. ``None`` or 1: in this process.
     key_added
         The table is stored in ``adata.uns[key_added][gene_id]``.
     copy
@@ -101,13 +112,85 @@ def variant_effects(
     """
     if model is None and expression_model is None:
         raise ValueError("give a masked language model (model=) and/or expression_model=")
-    from ...get import gene_index, haplotype_store, sample_rows
+    from ..._engine import cluster, is_distributed, run_tasks
     from ...models.loading import local_folder
 
     for given in (model, expression_model):  # a wrong path fails before any work
         if isinstance(given, str | os.PathLike):
             local_folder(given)
+    genes = [gene] if isinstance(gene, str) else list(gene)
+    options = {"model": model, "expression_model": expression_model, "eqtl": eqtl,
+               "batch_size": batch_size, "device": device}  # fmt: skip
+    if is_distributed(client, n_jobs):
+        arguments = _task_arguments(adata, options)
+        with cluster(client, n_jobs) as running:
+            tables = run_tasks(
+                running, gene_variant_effects_task, ({**arguments, "gene": g} for g in genes),
+                progress=False, description="variant-effects", total=len(genes),
+            )  # fmt: skip
+    else:
+        tables = [gene_variant_effects(adata, g, **options) for g in genes]
     adata = adata.copy() if copy else adata
+    for gene_id, table in tables:
+        adata.uns.setdefault(key_added, {})[gene_id] = table
+    return adata if copy else None
+
+
+def _task_arguments(adata: ad.AnnData, options: dict[str, Any]) -> dict[str, Any]:
+    """What each gene's task needs: the store on disk, the people, models as folders."""
+    from ...store import store_location
+
+    location = store_location(adata)
+    if location.startswith("memory://"):
+        raise ValueError(
+            "variant effects on several workers read the cohort from its store on disk: "
+            "write it with gl.write (or build it with store=) first"
+        )
+    for name in ("model", "expression_model"):
+        if options[name] is not None and not isinstance(options[name], str | os.PathLike):
+            raise TypeError(
+                f"variant effects on several workers load the models in each worker: pass "
+                f"{name}= as the path of a saved model folder"
+            )
+    return {**options, "location": location, "people": list(adata.obs_names)}
+
+
+def gene_variant_effects_task(
+    *, location: str, people: list[str], gene: str, **options: Any
+) -> tuple[str, pd.DataFrame]:
+    """:func:`gene_variant_effects` as a task: the cohort (without its matrices) and the
+    models are loaded once per worker process."""
+    from ..._engine import loaded_once
+    from ...store.reading import read_annotations
+    from .scorers import _load_masked_lm
+
+    cohort = loaded_once(location, lambda: read_annotations(location), "annotations")
+    device = options["device"]
+    if options["model"] is not None:
+        path = options["model"]
+        options["model"] = loaded_once(path, lambda: _load_masked_lm(os.fspath(path)), "mlm")
+    if options["expression_model"] is not None:
+        path = options["expression_model"]
+        options["expression_model"] = loaded_once(
+            path, lambda: load_scorer(path, target="expression", device=device), "expression",
+            device,
+        )  # fmt: skip
+    return gene_variant_effects(cohort[people], gene, **options)
+
+
+def gene_variant_effects(
+    adata: ad.AnnData,
+    gene: str,
+    *,
+    model: Any,
+    expression_model: Any,
+    eqtl: Any,
+    batch_size: int,
+    device: str,
+) -> tuple[str, pd.DataFrame]:
+    """One gene's variant table (see :func:`variant_effects`) and the gene's id."""
+    from ...get import gene_index, haplotype_store, sample_rows
+
     window = gene_window(adata, gene)
     ds = haplotype_store(adata)
     g, _, _ = gene_index(adata, window.gene)
@@ -128,8 +211,7 @@ def variant_effects(
     table = table.drop(columns="_column", errors="ignore")
     if eqtl is not None:
         table = _join_eqtl(table, eqtl, window.gene, adata)
-    adata.uns.setdefault(key_added, {})[window.gene] = table
-    return adata if copy else None
+    return window.gene, table
 
 
 # --- variants ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 #: Rows of a chunk of an embedding variable, and of the block one task writes.
 ROWS_PER_TASK = 1024
 
-#: In each worker process: encoders and chunk caches loaded by earlier tasks.
+#: In each worker process: chunk caches opened by earlier tasks.
 _LOADED: dict[tuple, Any] = {}
 
 #: Pooled sums of distinct chunks kept across the blocks of one embedding call (then cleared).
@@ -109,15 +109,14 @@ def embed_block(
     """Embed rows ``rows`` of the store at ``location`` into the staged array (a task)."""
     import zarr
 
+    from ..._engine import loaded_once
     from ...models.encoder import load_encoder
     from ...store import open_haplotypes_at
     from ...store.dataset import writing
     from .chunk_cache import ChunkCache
 
     options = tuple(sorted(encoder_options.items()))
-    if ("encoder", model, options) not in _LOADED:
-        _LOADED[("encoder", model, options)] = load_encoder(model, **encoder_options)
-    encoder = _LOADED[("encoder", model, options)]
+    encoder = loaded_once(model, lambda: load_encoder(model, **encoder_options), "encoder", options)
     cache_key = ("cache", location, model, options, pooling, layer)
     if cache_key not in _LOADED:
         _LOADED[cache_key] = ChunkCache.beside(location, encoder, pooling=pooling, layer=layer)
