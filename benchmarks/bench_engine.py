@@ -126,9 +126,15 @@ def growth(sizes: list[int], panel, model: Path, work: Path) -> list[dict]:
         embed = time.perf_counter() - start
         record = cohort.uns["gl"]["embeddings"]["X_gl"]
         store = work / f"growth_{n}" / "cohort.zarr"
+        ds = gl.get.haplotype_store(cohort)
+        per_person = [k for k in ds.data_vars if "sample" in ds[k].dims]
         rows.append({
             "store_bytes": sum(f.stat().st_size for f in store.rglob("*") if f.is_file()),
             "embedding_bytes": _folder_bytes(store, "X_gl"),
+            "per_person_arrays": {  # bytes on disk, and cells, of the arrays with a sample axis
+                k: {"bytes": _folder_bytes(store / "haplotypes", k), "cells": int(ds[k].size),
+                    "dims": dict(ds[k].sizes)} for k in per_person
+            },
             "people": n, "windows": int(cohort.n_vars),
             "variants": int(cohort.var["n_variants"].sum()),
             "distinct_haplotypes": int(cohort.var["n_haplotypes"].sum()),
@@ -153,6 +159,17 @@ def estimate(result: dict, people: int = 500_000, genes: int = 20_000) -> dict:
     fits, windows = result["growth_fit"], result["windows"]
     scale = genes / windows
     at = {name: fits[name]["a"] * people ** fits[name]["b"] * scale for name in fits}
+    # arrays with a sample axis: the largest cohort's bytes per cell, times their cells here
+    # (people x genes or variants x ploidy), not a power fit in the number of people
+    largest = result["growth"][-1]
+    per_person = 0.0
+    for array in largest["per_person_arrays"].values():
+        cells = array["cells"] * people / array["dims"]["sample"]
+        if "gene" in array["dims"]:
+            cells *= scale
+        if "variant" in array["dims"]:
+            cells *= at["variants"] / array["dims"]["variant"]
+        per_person += array["bytes"] / array["cells"] * cells
     one = result["runs"][0]
     bp = people * 2 * result["width"] * genes
     build_cpu_h = bp / one["haplotype_bp_per_second_per_worker"] / 3600
@@ -161,14 +178,17 @@ def estimate(result: dict, people: int = 500_000, genes: int = 20_000) -> dict:
         "people": people, "genes": genes, "window_bp": result["width"],
         "distinct_haplotypes": round(at["distinct_haplotypes"]),
         "distinct_chunks": round(at["distinct_chunks"]),
-        "haplotype_store_gb": round(at["store_bytes_without_embeddings"] / 1e9, 1),
+        "haplotype_store_gb": round((at["store_bytes_other_arrays"] + per_person) / 1e9, 1),
+        "of_which_per_person_arrays_gb": round(per_person / 1e9, 1),
         "embeddings_gb_float32_768_dims": round(at["distinct_haplotypes"] * 768 * 4 / 1e9, 1),
         "build_cpu_hours": round(build_cpu_h),
         "embed_cpu_hours_this_small_model": round(embed_cpu_h),
         "workers_for_build_in_24h": int(np.ceil(build_cpu_h / 24)),
         "assumptions": "every gene a window of this width with this simulated diversity "
-                       "(OOA European demography on real chr20); store and distinct counts "
-                       "extrapolated by their power fits in the number of people; build time "
+                       "(OOA European demography on real chr20); distinct counts and the "
+                       "store's arrays without a sample axis extrapolated by their power fits "
+                       "in the number of people, arrays with a sample axis by their measured "
+                       "bytes per cell at the largest cohort; build time "
                        "proportional to haplotype bases at the measured 1-worker rate; "
                        "embedding CPU time per distinct chunk of this small model. GPU hours "
                        "are not estimated: no GPU was measured.",
@@ -327,6 +347,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "engine.json")
+    parser.add_argument(
+        "--growth-only",
+        action="store_true",
+        help="measure the growth with cohort size again and update --out's growth and estimate",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -335,6 +360,11 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_engine_"))
     model = default_model(work / "model", args.hidden, args.layers)
     panel = panel_of(args.windows, args.width)
+    if args.growth_only:
+        result = json.loads(args.out.read_text())
+        fit_growth(result, growth(args.sizes, panel, model, work), args.out)
+        shutil.rmtree(work, ignore_errors=True)
+        return
     vcf = simulate_cohort(SimulationParams(n_people=args.n_people), verbose=False)
     result = {
         "cohort": f"{args.n_people:,} simulated people (msprime, OOA demography, real chr20 1 Mb)",
@@ -354,21 +384,26 @@ def main(argv: list[str] | None = None) -> None:
         "embed_speedup": round(runs[0]["embed_seconds"] / runs[1]["embed_seconds"], 2),
     }
     result["resume"] = killed_and_resumed(vcf, panel, model, work)
-    rows = growth(args.sizes, panel, model, work)
+    fit_growth(result, growth(args.sizes, panel, model, work), args.out)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def fit_growth(result: dict, rows: list[dict], out: Path) -> None:
+    """Growth rows, their power fits and the estimate into ``result``, written to ``out``."""
     result["growth"] = rows
     sizes = [r["people"] for r in rows]
     result["growth_fit"] = {
         name: power_fit(sizes, [r[name] for r in rows])
         for name in ("distinct_haplotypes", "distinct_chunks", "variants")
     }
-    result["growth_fit"]["store_bytes_without_embeddings"] = power_fit(
-        sizes, [r["store_bytes"] - r["embedding_bytes"] for r in rows]
-    )
+    result["growth_fit"]["store_bytes_other_arrays"] = power_fit(sizes, [
+        r["store_bytes"] - r["embedding_bytes"]
+        - sum(a["bytes"] for a in r["per_person_arrays"].values()) for r in rows
+    ])  # fmt: skip
     result["estimate"] = estimate(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
