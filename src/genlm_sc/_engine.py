@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cluster", "is_distributed", "loaded_once", "run_tasks"]
+__all__ = ["cluster", "is_distributed", "loaded_once", "run_tasks", "saved_models", "store_on_disk"]
 
 #: In each worker process: what :func:`loaded_once` loaded, by path, file stamps and options.
 _LOADED: dict[tuple, Any] = {}
@@ -121,3 +121,28 @@ def loaded_once(path: str | os.PathLike, load: Callable[[], Any], *options: Any)
     if key not in _LOADED:
         _LOADED[key] = load()
     return _LOADED[key]
+
+
+def saved_models(what: str, **models: Any) -> None:
+    """Refuse models given as objects to work that runs on workers (each loads its own
+    copy from a folder); ``None`` means not given."""
+    for name, model in models.items():
+        if model is not None and not isinstance(model, str | os.PathLike):
+            raise TypeError(
+                f"{what} on several workers loads the model in each worker: pass {name}= as "
+                "the path of a saved model folder"
+            )
+
+
+def store_on_disk(adata: Any, what: str) -> str:
+    """Where ``adata``'s store lives, refused when it is in memory (workers read it)."""
+    from .store import store_location
+    from .store.common import _MEMORY_PREFIX
+
+    location = store_location(adata)
+    if location.startswith(_MEMORY_PREFIX):
+        raise ValueError(
+            f"{what} on several workers works on the cohort's store on disk: write it "
+            "with gl.write (or build it with store=) first"
+        )
+    return location

@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 from ..._dna import BASES
-from ..._engine import cluster, is_distributed
+from ..._engine import cluster, is_distributed, loaded_once, run_tasks, saved_models
 from ...get import (
     anchor_coordinate,
     anchor_index,
@@ -217,17 +217,16 @@ def attribute(
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     options = _options(method, baseline, n_steps, n_baselines, random_state)
     distributed = is_distributed(client, n_jobs)
-    if distributed and not isinstance(model, str | os.PathLike):
-        raise TypeError(
-            "attribution on several workers loads the model in each worker: pass model= as "
-            "the path of a saved model folder"
-        )
+    if distributed:
+        saved_models("attribution", model=model)
     adata = adata.copy() if copy else adata
     genes = [gene] if isinstance(gene, str) else list(gene)
     settings = {
         "model": model, "target": target, "device": device, "method": method,
         "options": options, "batch_size": batch_size,
     }  # fmt: skip
+    from ...store import write_result
+
     with cluster(client, n_jobs) if distributed else nullcontext() as running:
         if running is None:
             settings["model"] = load_scorer(model, target=target, device=device)
@@ -242,8 +241,6 @@ def attribute(
                 "region": "" if region is None else f"{int(region[0])}-{int(region[1])}",
                 **options,
             })  # fmt: skip
-            from ...store import write_result
-
             write_result(adata, key_added or f"gl_{method}_{target}", window.gene, ds)
     return adata if copy else None
 
@@ -289,12 +286,9 @@ def _gene_attributions(
             sequences, batch_size=settings["batch_size"], anchors=[t["anchor"] for t in tasks]
         )
     else:
-        from ..._engine import run_tasks
-
         results = run_tasks(
-            client, sequence_attribution, ({**task, "with_score": True} for task in tasks),
-            progress=False, description=f"attribution-{window.gene}", total=len(tasks),
-            max_in_flight=2 * len(client.scheduler_info().get("workers", {})) + 2,
+            client, sequence_attribution, [{**task, "with_score": True} for task in tasks],
+            progress=False, description=f"attribution-{window.gene}",
         )  # fmt: skip
         scores = np.array([score for _, _, score in results])
     width = len(window.sequence)
@@ -339,8 +333,6 @@ def sequence_attribution(
     """One sequence's attributions (length × 4), its convergence delta (``NaN`` for
     methods without one) and, ``with_score``, its unedited score (a task: ``model`` is a
     folder, loaded once per worker process)."""
-    from ..._engine import loaded_once
-
     if isinstance(model, str | os.PathLike):
         model = loaded_once(
             model, lambda: load_scorer(model, target=target, device=device), target, device

@@ -138,20 +138,11 @@ def variant_effects(
 
 def _task_arguments(adata: ad.AnnData, options: dict[str, Any]) -> dict[str, Any]:
     """What each gene's task needs: the store on disk, the people, models as folders."""
-    from ...store import store_location
+    from ..._engine import saved_models, store_on_disk
 
-    location = store_location(adata)
-    if location.startswith("memory://"):
-        raise ValueError(
-            "variant effects on several workers read the cohort from its store on disk: "
-            "write it with gl.write (or build it with store=) first"
-        )
-    for name in ("model", "expression_model"):
-        if options[name] is not None and not isinstance(options[name], str | os.PathLike):
-            raise TypeError(
-                f"variant effects on several workers load the models in each worker: pass "
-                f"{name}= as the path of a saved model folder"
-            )
+    location = store_on_disk(adata, "variant effects")
+    saved_models("variant effects", model=options["model"],
+                 expression_model=options["expression_model"])  # fmt: skip
     return {**options, "location": location, "people": list(adata.obs_names)}
 
 

@@ -43,21 +43,11 @@ def embed_in_tasks(
     progress: bool,
 ) -> None:
     """Embed the rows of ``cohort``'s store in tasks and put the variable in place."""
-    from ..._engine import cluster, run_tasks
-    from ...store import store_location
+    from ..._engine import cluster, run_tasks, saved_models, store_on_disk
     from ...store.results import create_staged_array, put_staged_array
 
-    location = store_location(cohort)
-    if location.startswith("memory://"):
-        raise ValueError(
-            "embedding on several workers writes into a store on disk: write the cohort "
-            "with gl.write (or build it with store=) first"
-        )
-    if not isinstance(model, str | os.PathLike):
-        raise TypeError(
-            "embedding on several workers loads the model in each worker: pass model= as "
-            "the path of a checkpoint directory"
-        )
+    location = store_on_disk(cohort, "embedding")
+    saved_models("embedding", model=model)
     n = len(wanted)
     staged = create_staged_array(
         cohort, key_added, shape=(n, encoder.hidden_size),
