@@ -77,7 +77,9 @@ def finetuning(out: Path, batch: int, model: Path) -> None:
         "validation_fraction": 0.25, "strategy": "prune", "patience": None, **COMMON,
     })  # fmt: skip
     pretrained = gl.models.load_encoder(model, device="cpu", precision="fp32")
-    regressor = build_regressor(pretrained, options, y_mean=0.0, y_std=1.0)
+    # in float64: the comparison then measures the data-parallel logic, not float32 rounding
+    # magnified by the standardised head (tests/test_distributed.py)
+    regressor = build_regressor(pretrained, options, y_mean=0.0, y_std=1.0).double()
     fitted = train_regressor(regressor, pairs, target, options)
     fitted.standardise_inputs(pairs, batch_size=16)
     predicted = gl.tl.predict(fitted, pairs)

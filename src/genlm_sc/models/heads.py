@@ -153,7 +153,9 @@ class PooledSequenceModel(nn.Module):
         sums = counts = None
         for group in groups:
             ids, mask, keep = self.chunker.pad([chunks[i] for i in group])
-            states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            states = self.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            states = states.to(torch.promote_types(states.dtype, torch.float32))  # fp16/bf16 up
+            keep = keep.to(states.dtype)
             index = torch.as_tensor([owner[i] for i in group], device=states.device)
             if sums is None:
                 sums = states.new_zeros(len(sequences), states.shape[-1])
@@ -200,8 +202,8 @@ class PooledSequenceModel(nn.Module):
         was_training = self.training
         self.eval()
         features = without_denormals(stacked, device=self.device)
-        self.head.mean.copy_(features.mean(0).float())
-        self.head.scale.copy_(torch.sqrt(features.var(0, correction=0) + self.head.EPS).float())
+        self.head.mean.copy_(features.mean(0))  # in the buffers' own precision
+        self.head.scale.copy_(torch.sqrt(features.var(0, correction=0) + self.head.EPS))
         self.train(was_training)
 
     def merge_adapters(self) -> None:
