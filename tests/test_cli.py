@@ -136,16 +136,21 @@ def test_each_verb_writes_what_the_python_api_gives(shipped, example):
     np.testing.assert_allclose(written["r"], wanted["r"], atol=1e-4)
 
     effects = shipped / "effects.csv"
-    genlm_sc("variant-effects", store, "--gene", "FKBP1A", "--model", model, "--table", effects)
+    two = ["FKBP1A", "PSMF1"]  # --gene takes one gene or several, as the function does
+    genlm_sc("variant-effects", store, "--gene", *two, "--model", model, "--table", effects)
     genlm_sc("attribute", store, "--gene", "FKBP1A", "--model", model, "--target", "mlm",
              "--method", "grad_x_input")  # fmt: skip
-    gl.tl.variant_effects(expected, gene="FKBP1A", model=model, device="cpu")
+    gl.tl.variant_effects(expected, gene=two, model=model, device="cpu")
     gl.tl.attribute(expected, gene="FKBP1A", model=model, target="mlm", method="grad_x_input",
                     device="cpu")  # fmt: skip
-    cohort, wanted = gl.read(store), gl.get.variant_effects(expected, "FKBP1A")
-    pd.testing.assert_frame_equal(gl.get.variant_effects(cohort, "FKBP1A"), wanted, atol=1e-4)
+    cohort, written = gl.read(store), pd.read_csv(effects)
+    assert list(dict.fromkeys(written["gene"])) == two
     columns = ["variant_id", "position", "ref", "alt", "llr_masked", "embedding_shift"]
-    pd.testing.assert_frame_equal(pd.read_csv(effects)[columns], wanted[columns], atol=1e-4)
+    for gene in two:
+        wanted = gl.get.variant_effects(expected, gene)
+        pd.testing.assert_frame_equal(gl.get.variant_effects(cohort, gene), wanted, atol=1e-4)
+        rows = written[written["gene"] == gene].reset_index(drop=True)
+        pd.testing.assert_frame_equal(rows[columns], wanted[columns], atol=1e-4)
     key = "gl_grad_x_input_mlm"
     np.testing.assert_allclose(gl.get.attribution(cohort, "FKBP1A", key=key)["attribution"],
                                gl.get.attribution(expected, "FKBP1A", key=key)["attribution"],

@@ -110,11 +110,22 @@ def _cohort_tool(function: str) -> Callable[[argparse.Namespace, dict], None]:
 
 
 def _table(cohort, function: str, keywords: dict[str, Any]):
+    """The verb's table: for variant effects of several genes, theirs one after another,
+    each row naming its gene."""
+    import pandas as pd
+
     from .. import get
 
     if function == "fit_expression":
         return get.expression_results(cohort)
-    return get.variant_effects(cohort, keywords["gene"], key=keywords["key_added"])
+    genes = keywords["gene"]
+    if isinstance(genes, str):
+        return get.variant_effects(cohort, genes, key=keywords["key_added"])
+    tables = [
+        get.variant_effects(cohort, gene, key=keywords["key_added"]).assign(gene=gene)
+        for gene in genes
+    ]
+    return pd.concat(tables, ignore_index=True)
 
 
 def _write_table(table, path: str | os.PathLike) -> None:
@@ -162,15 +173,15 @@ COMMANDS = (
     ),
     Command(
         "attribute",
-        "Per-base attribution scores of a gene's window (gl.tl.attribute), written into the "
-        "store (read them with gl.get.attribution).",
+        "Per-base attribution scores of the windows of one or more genes (gl.tl.attribute), "
+        "written into the store (read them with gl.get.attribution).",
         (("genlm_sc.tl.attribution.attribute", "attribute", frozenset()),),
         _cohort_tool("attribute"),
     ),
     Command(
         "variant-effects",
-        "Score every variant in a gene's window (gl.tl.variant_effects); the table is "
-        "written into the store.",
+        "Score every variant in the windows of one or more genes (gl.tl.variant_effects); "
+        "the tables are written into the store.",
         (("genlm_sc.tl.attribution.variant_effects", "variant_effects", frozenset()),),
         _cohort_tool("variant_effects"),
         extra=(_table_option("the variant table (gl.get.variant_effects)"),),

@@ -17,7 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Parameter", "add_options", "api_parameters", "parameter_docs"]
+__all__ = ["OneOrMore", "Parameter", "add_options", "api_parameters", "parameter_docs"]
 
 PACKAGE = Path(__file__).resolve().parents[1]
 _NO_DEFAULT = object()
@@ -174,11 +174,21 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+class OneOrMore(argparse.Action):
+    """``nargs="+"`` for a ``str | Sequence[str]`` parameter: one value is passed as itself,
+    several as a list (``--gene A`` gives ``"A"``, ``--gene A B`` gives ``["A", "B"]``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
 def _argparse_kwargs(parameter: Parameter) -> dict[str, Any]:
     kinds = [p for p in parameter.annotation.split(" | ") if p != "None"]
     first = kinds[0] if kinds else "str"
     kwargs: dict[str, Any] = {"dest": parameter.name}
-    if first == "bool":
+    if first == "str" and "Sequence[str]" in kinds:
+        kwargs.update(nargs="+", action=OneOrMore)
+    elif first == "bool":
         kwargs["action"] = argparse.BooleanOptionalAction
     elif first in ("int", "float"):
         kwargs["type"] = int if first == "int" else float
