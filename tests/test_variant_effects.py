@@ -183,6 +183,23 @@ def test_eqtls_join_by_rsid_with_alleles_turned_to_ours(effects):
     assert "llr_masked" not in joined  # no masked LM given
 
 
+def test_a_window_without_variants_gives_an_empty_table_with_every_column(effects):
+    cohort, folder, model, _, tables = effects
+    per_gene = np.bincount(gl.get.haplotype_store(cohort)["variant_gene"].values,
+                           minlength=cohort.n_vars)  # fmt: skip
+    empty = cohort.var_names[np.flatnonzero(per_gene == 0)[0]]
+    key = "effects_without_variants"
+    eqtl = EQTL if EQTL.exists() else None
+    gl.tl.variant_effects(cohort, gene=empty, model=folder, expression_model=model, eqtl=eqtl,
+                          device="cpu", key_added=key)  # fmt: skip
+    table = gl.get.variant_effects(cohort, empty, key=key)
+    assert len(table) == 0
+    columns = list(tables["+"].columns)
+    if EQTL.exists():
+        columns += ["eqtl_gene", "eqtl_slope", "eqtl_qval", "eqtl_other_genes", "sign_agreement"]
+    assert list(table.columns) == columns
+
+
 def test_variant_effects_needs_a_model(effects):
     cohort, *_ = effects
     with pytest.raises(ValueError, match="model"):

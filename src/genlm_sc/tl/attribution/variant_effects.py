@@ -169,6 +169,13 @@ def gene_variant_effects_task(
     return gene_variant_effects(cohort[people], gene, **options)
 
 
+#: The columns of every variant table, and those each kind of model adds.
+VARIANT_COLUMNS = ("variant_id", "chrom", "position", "ref", "alt", "kind", "alt_frequency",
+                   "n_carriers")  # fmt: skip
+LIKELIHOOD_COLUMNS = ("llr_masked", "llr_one_pass", "embedding_shift")
+EXPRESSION_COLUMNS = ("delta_expression", "delta_expression_carriers")
+
+
 def gene_variant_effects(
     adata: ad.AnnData,
     gene: str,
@@ -199,6 +206,10 @@ def gene_variant_effects(
             scorer = load_scorer(expression_model, target="expression", device=device)
             carried = ds["sample_haplotype"][:, g, :].values[people]
             _add_expression_scores(table, alleles, calls, carried, adata, forward, window, scorer)
+    else:  # no variant in the window: the columns of a gene with variants, no rows
+        scores = [*(LIKELIHOOD_COLUMNS if model is not None else ()),
+                  *(EXPRESSION_COLUMNS if expression_model is not None else ())]  # fmt: skip
+        table = table.assign(**{column: pd.Series(dtype=float) for column in scores})
     table = table.drop(columns="_column", errors="ignore")
     if eqtl is not None:
         table = _join_eqtl(table, eqtl, window.gene, adata)
@@ -231,7 +242,7 @@ def _variant_table(ds, rows, calls, window) -> tuple[pd.DataFrame, list[int]]:
                 }
             )
             alleles.append(a)
-    return pd.DataFrame.from_records(records), alleles
+    return pd.DataFrame.from_records(records, columns=[*VARIANT_COLUMNS, "_column"]), alleles
 
 
 def _kind(ref: str, alt: str) -> str:
