@@ -16,8 +16,9 @@ import pysam
 FILTERS = ("PASS", ".", "LowQual", "PASS", ".", "q10;s50", "PASS")
 
 
-def annotated_vcf(source: Path, out: Path) -> Path:
-    """``source`` with FILTER cycling through :data:`FILTERS` and ``INFO/R2`` (or none)."""
+def annotated_vcf(source: Path, out: Path, r2_field: str = "R2") -> Path:
+    """``source`` with FILTER cycling through :data:`FILTERS` and an imputation R² in
+    ``INFO/<r2_field>`` (minimac's ``R2``, Beagle's ``DR2``, IMPUTE's ``INFO``; or none)."""
     lines = []
     with gzip.open(source, "rt") as handle:
         i = 0
@@ -29,14 +30,15 @@ def annotated_vcf(source: Path, out: Path) -> Path:
                     '##FILTER=<ID=LowQual,Description="low quality">',
                     '##FILTER=<ID=q10,Description="quality below 10">',
                     '##FILTER=<ID=s50,Description="fewer than 50% of samples">',
-                    '##INFO=<ID=R2,Number=1,Type=Float,Description="imputation r2">',
+                    f'##INFO=<ID={r2_field},Number=1,Type=Float,Description="imputation r2">',
                 ]
             if line.startswith("#"):
                 lines.append(line.rstrip("\n"))
                 continue
             fields = line.rstrip("\n").split("\t")
             fields[6] = FILTERS[i % len(FILTERS)]
-            fields[7] = "." if i % 17 == 0 else f"R2={(i * 7919) % 1000 / 1000 + 0.0005:.4f}"
+            r2 = (i * 7919) % 1000 / 1000 + 0.0005
+            fields[7] = "." if i % 17 == 0 else f"{r2_field}={r2:.4f}"
             lines.append("\t".join(fields))
             i += 1
     text = out.with_suffix("")

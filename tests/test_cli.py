@@ -232,3 +232,12 @@ def test_python_dash_m_genlm_sc_runs_the_command_line():
     done = subprocess.run([sys.executable, "-m", "genlm_sc", "--version"], capture_output=True,
                           text=True, env={"PYTHONPATH": str(ROOT / "src")})  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip() == f"genlm-sc {gl.__version__}"
+
+
+def test_every_option_of_every_verb_has_help_text():
+    """An API keyword without a numpydoc entry would reach --help with no description."""
+    verbs = parser()._subparsers._group_actions[0].choices
+    for verb, sub in verbs.items():
+        for action in sub._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help and action.help.strip(), (verb, action.dest)

@@ -144,8 +144,8 @@ def test_a_killed_build_resumes_without_redoing_finished_groups(example, built, 
     class InProcess:
         """A stand-in client that runs tasks here, in order, like one worker would."""
 
-        def scheduler_info(self):
-            return {"workers": {"a": {}, "b": {}}}
+        def nthreads(self):
+            return {"a": 1, "b": 1}
 
     def in_process(client, function, arguments, **_):
         function = killed_after_two if function is real else function
@@ -318,3 +318,50 @@ def test_distributed_attribution_needs_saved_models(written_example, client):
     memory = gl.datasets.example_cohort(width=200)
     with pytest.raises(ValueError, match="store on disk"):
         gl.tl.variant_effects(memory, gene=gene, model=folder, client=client)
+
+
+def test_attribution_runs_genes_in_groups_that_keep_the_workers_busy(monkeypatch):
+    """Genes with few sequences are sent together (at least 4 tasks per worker thread), and
+    each gene gets back its own sequences' results, in order."""
+    from genlm_sc.tl.attribution import attribute as module
+
+    calls = []
+
+    def run_tasks(client, function, arguments, **_):
+        calls.append([a["id"] for a in arguments])
+        return [(np.full((4, 4), a["id"], float), np.nan, float(a["id"])) for a in arguments]
+
+    class TwoWorkers:
+        def nthreads(self):
+            return {"a": 1, "b": 1}
+
+    monkeypatch.setattr(module, "run_tasks", run_tasks)
+    window = module.GeneWindow("g", "chr20", 100, 104, "+", "ACGT")
+    sizes, first = [3, 2, 4, 9, 1], 0
+    genes = []
+    for size in sizes:
+        ids = list(range(first, first + size))
+        first += size
+        genes.append(module.GeneTasks(
+            window, [f"s{i}" for i in ids], ["ACGT"] * size, [np.arange(4)] * size,
+            [0] * size, [{"id": i, "method": "ism"} for i in ids],
+        ))  # fmt: skip
+    done = list(module._scored_on_workers(genes, TwoWorkers()))
+    assert [len(c) for c in calls] == [9, 9, 1]  # 3 + 2 + 4, then 9, then the last gene
+    assert [g for g, _ in done] == genes
+    for gene, ds in done:
+        ids = [t["id"] for t in gene.tasks]
+        np.testing.assert_array_equal(ds["score"].values, ids)
+        np.testing.assert_array_equal(ds["attribution"].values[:, 0, 0], ids)
+
+
+def test_local_clusters_start_workers_without_dasks_malloc_trim(monkeypatch):
+    """Dask leaves MALLOC_TRIM_THRESHOLD_ in this process's environment after starting any
+    cluster; the workers n_jobs= starts get neither its default nor that leftover."""
+    from genlm_sc._engine import cluster
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as an earlier dask cluster left it
+    with cluster(None, 1) as client:
+        seen = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(seen.values()) == [None]
+    assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "65536"  # this process's left as it was

@@ -120,6 +120,20 @@ def test_filters_match_bcftools(kind, files, example, genes, from_vcf, tmp_path)
     assert got.uns["gl"]["filters"] == dict(FILTERED, r2_field="R2")
 
 
+@pytest.mark.parametrize("field", ["DR2", "INFO"])
+def test_r2_filter_reads_beagle_and_impute_fields(field, example, genes, from_vcf, tmp_path):
+    vcf = annotated_vcf(example.vcf, tmp_path / f"{field}.vcf.gz", r2_field=field)
+    people = list(from_vcf.obs_names[::6])
+    expected = build(
+        bcftools_view(vcf, tmp_path / "kept.vcf.gz", people, "-i", f"INFO/{field}>=0.3"),
+        example, genes, samples=people,
+    )  # fmt: skip
+    got = build(vcf, example, genes, samples=people, min_r2=0.3)
+    assert_same_cohort(got, expected)
+    assert got.uns["gl"]["counts"]["filtered_low_r2"] > 0
+    assert got.uns["gl"]["filters"]["r2_field"] == field
+
+
 def test_maf_filter_on_bgen_matches_bcftools(files, example, genes, from_vcf, tmp_path):
     people = list(from_vcf.obs_names[1::5])
     expected_vcf = bcftools_view(

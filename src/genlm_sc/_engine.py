@@ -15,7 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cluster", "is_distributed", "loaded_once", "run_tasks", "saved_models", "store_on_disk"]
+__all__ = [
+    "cluster",
+    "is_distributed",
+    "loaded_once",
+    "run_tasks",
+    "saved_models",
+    "store_on_disk",
+    "task_slots",
+]
 
 #: In each worker process: what :func:`loaded_once` loaded, by path, file stamps and options.
 _LOADED: dict[tuple, Any] = {}
@@ -33,23 +41,56 @@ def cluster(client: Any, n_jobs: int | None) -> Iterator[Any]:
     """The client to run on: ``client`` itself, or a local cluster of ``n_jobs`` workers.
 
     A local cluster has one thread per worker process (the tasks hold the GIL in Python
-    and numba code) and is closed when the block ends.
+    and numba code) and is closed when the block ends. Its workers start without dask's
+    ``MALLOC_TRIM_THRESHOLD_=65536`` (:func:`worker_environment`).
     """
     if client is not None:
         yield client
         return
     from distributed import Client, LocalCluster
 
-    with (
-        LocalCluster(
+    with worker_environment():
+        local = LocalCluster(
             n_workers=n_jobs or 1,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
-        ) as local,
-        Client(local) as made,
-    ):
+        )
+    with local, Client(local) as made:
         yield made
+
+
+#: Dask settings of the worker processes :func:`cluster` starts. Dask sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers by default, so that glibc returns freed
+#: memory to the system early; PyTorch then pays for page faults on every large tensor,
+#: and in-silico mutagenesis ran 1.4x slower in such a worker than in one without it
+#: (benchmarks/bench_attribution_workers.py). ``None`` leaves the variable unset.
+WORKER_ENVIRONMENT = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
+@contextmanager
+def worker_environment() -> Iterator[None]:
+    """Worker processes started in this block get :data:`WORKER_ENVIRONMENT`.
+
+    Dask's nannies also write their variables into this process's ``os.environ`` before
+    spawning (and leave them there), so a cluster started earlier with dask's defaults
+    would pass ``MALLOC_TRIM_THRESHOLD_`` on by inheritance: it is taken out of
+    ``os.environ`` for the block and put back afterwards.
+    """
+    import dask
+
+    inherited = os.environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    try:
+        with dask.config.set(WORKER_ENVIRONMENT):
+            yield
+    finally:
+        if inherited is not None:
+            os.environ["MALLOC_TRIM_THRESHOLD_"] = inherited
+
+
+def task_slots(client: Any) -> int:
+    """How many tasks ``client``'s cluster runs at once (its worker threads; at least 1)."""
+    return max(sum(client.nthreads().values()), 1)
 
 
 def run_tasks(

@@ -54,8 +54,11 @@ class Settings:
     n_jobs
         Worker processes or threads for the functions that can use several (the
         scikit-learn estimators of :func:`genlm_sc.tl.fit_expression`; on the command
-        line also the workers of ``haplotypes`` and ``embed``): a positive number, or ``-1``
-        for every CPU. Default ``1``.
+        line also the worker processes of ``haplotypes``, ``embed``, ``fit-expression``,
+        ``attribute`` and ``variant-effects``): a positive number, or ``-1`` for every
+        CPU. Default ``1``. In Python, worker processes are asked for per call
+        (``n_jobs=`` or ``client=``), never from this setting: a function given a model
+        object would otherwise be refused.
     device
         The device used where a function is given ``device="auto"``: ``"auto"`` (default:
         CUDA when present, else MPS, else the CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``,

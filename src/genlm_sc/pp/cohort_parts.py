@@ -206,7 +206,7 @@ def build_in_parts(
 
     Returns the per-gene numbers of :func:`per_gene` and ``{"groups", "reused"}``.
     """
-    from .._engine import cluster, run_tasks
+    from .._engine import cluster, run_tasks, task_slots
     from .._version import __version__
     from ..store.assemble import assemble_parts
 
@@ -217,7 +217,7 @@ def build_in_parts(
     folder = parts_folder(writer.final_path)
     folder.mkdir(parents=True, exist_ok=True)
     with cluster(client, n_jobs) as running:
-        n_workers = max(len(running.scheduler_info().get("workers", {})), 1)
+        n_workers = task_slots(running)
         per_group = int(np.clip(np.ceil(len(obs) / (4 * n_workers)), 1, 16))
         groups = gene_groups(obs, per_group)
         before = counted_before(obs, groups)

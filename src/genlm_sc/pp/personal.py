@@ -93,6 +93,23 @@ def personal_sequences(
     ref_mismatch
         ``"error"`` (default) refuses a record whose REF differs from the FASTA;
         ``"skip"`` leaves such records out and counts them in ``uns["gl"]``.
+    filter_pass
+        Keep only records whose ``FILTER`` is ``PASS`` or missing (``.``), as
+        ``bcftools view -f .,PASS`` does (VCF, PGEN, VCF Zarr; an error for BGEN, which has
+        no FILTER).
+    min_maf
+        Keep only records whose minor-allele frequency among the people being built (called
+        alleles; for a multi-allelic record all alleles but the most frequent) is at least
+        this, as ``bcftools view -q MIN_MAF:nonmajor`` does on those people. ``0`` keeps all.
+    min_r2
+        Keep only records whose imputation R² is at least this, read from ``INFO/R2``
+        (minimac), ``DR2`` (Beagle) or ``INFO`` (IMPUTE), the first the file declares;
+        records without a value are removed. A file with none of these fields is an error.
+        ``0`` keeps all.
+    bgen_threshold
+        BGEN only: a haplotype of a phased variant takes the allele whose probability is at
+        least this, else its allele is missing (``missing=`` applies); an unphased variant's
+        genotype is called when its probability is at least this, else it is missing.
     random_state
         Seed of the ``"random"`` phase policy.
     progress

@@ -4,7 +4,7 @@ integrated gradients and DeepLIFT-SHAP."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,7 +14,14 @@ import numpy as np
 import xarray as xr
 
 from ..._dna import BASES
-from ..._engine import cluster, is_distributed, loaded_once, run_tasks, saved_models
+from ..._engine import (
+    cluster,
+    is_distributed,
+    loaded_once,
+    run_tasks,
+    saved_models,
+    task_slots,
+)
 from ...get import (
     anchor_coordinate,
     anchor_index,
@@ -230,9 +237,16 @@ def attribute(
     with cluster(client, n_jobs) if distributed else nullcontext() as running:
         if running is None:
             settings["model"] = load_scorer(model, target=target, device=device)
-        for name in genes:
-            window = gene_window(adata, name)
-            ds = _gene_attributions(adata, window, samples, region, settings, running)
+        prepared = (
+            _gene_tasks(adata, gene_window(adata, name), samples, region, settings)
+            for name in genes
+        )
+        if running is None:
+            done = ((gene, _scored_here(gene, settings)) for gene in prepared)
+        else:
+            done = _scored_on_workers(list(prepared), running)
+        for gene, ds in done:
+            window = gene.window
             ds.attrs.update({
                 "gene": window.gene, "gene_name": gene_name(adata, window.gene),
                 "chrom": window.chrom, "strand": window.strand, "method": method,
@@ -245,16 +259,28 @@ def attribute(
     return adata if copy else None
 
 
-def _gene_attributions(
+@dataclass
+class GeneTasks:
+    """One gene's sequences to score (the reference, then each distinct haplotype of the
+    samples) with what maps their results back to the reference."""
+
+    window: GeneWindow
+    labels: list[str]
+    sequences: list[str]
+    columns: list[np.ndarray]
+    carriers: list[int]
+    tasks: list[dict[str, Any]]
+    sample_sequence: Any = None
+
+
+def _gene_tasks(
     adata: ad.AnnData,
     window: GeneWindow,
     samples: Sequence[str] | None,
     region: tuple[int, int] | None,
     settings: dict[str, Any],
-    client: Any,
-) -> xr.Dataset:
-    """One gene's attributions: every sequence scored here (``client`` None, the loaded
-    scorer in ``settings["model"]``) or as a task on ``client``'s workers."""
+) -> GeneTasks:
+    """The arguments of :func:`sequence_attribution` for each sequence of a gene."""
     labels, sequences, coordinates, carriers = ["reference"], [window.sequence], [None], [0]
     sample_sequence = None
     if samples is not None:
@@ -280,40 +306,69 @@ def _gene_attributions(
             wanted = np.flatnonzero(inside & (coordinates[i] >= 0)).tolist()
         anchor = anchor_index(coordinates[i], window.anchor, minus=window.strand == "-")
         tasks.append({**settings, "sequence": sequence, "anchor": anchor, "wanted": wanted})
-    if client is None:
-        results = [sequence_attribution(**task) for task in tasks]
-        scores = settings["model"].score(
-            sequences, batch_size=settings["batch_size"], anchors=[t["anchor"] for t in tasks]
-        )
-    else:
+    return GeneTasks(window, labels, sequences, columns, carriers, tasks, sample_sequence)
+
+
+def _scored_here(gene: GeneTasks, settings: dict[str, Any]) -> xr.Dataset:
+    """A gene's attributions computed in this process (the loaded scorer in
+    ``settings["model"]``)."""
+    results = [sequence_attribution(**task) for task in gene.tasks]
+    scores = settings["model"].score(
+        gene.sequences, batch_size=settings["batch_size"], anchors=[t["anchor"] for t in gene.tasks]
+    )
+    return _gene_dataset(gene, results, scores, settings["method"])
+
+
+def _scored_on_workers(
+    genes: list[GeneTasks], client: Any
+) -> Iterator[tuple[GeneTasks, xr.Dataset]]:
+    """Each gene's attributions, every sequence a task on ``client``'s workers; genes run in
+    groups of at least four tasks per worker thread (a gene's few sequences alone would leave
+    workers idle), each group's genes given back when the group is done."""
+    slots = task_slots(client)
+    group: list[GeneTasks] = []
+    for i, gene in enumerate(genes):
+        group.append(gene)
+        if sum(len(g.tasks) for g in group) < 4 * slots and i < len(genes) - 1:
+            continue
         results = run_tasks(
-            client, sequence_attribution, [{**task, "with_score": True} for task in tasks],
-            progress=False, description=f"attribution-{window.gene}",
+            client, sequence_attribution,
+            [{**task, "with_score": True} for g in group for task in g.tasks],
+            progress=False, description=f"attribution-{group[0].window.gene}",
         )  # fmt: skip
-        scores = np.array([score for _, _, score in results])
+        for g in group:
+            mine, results = results[: len(g.tasks)], results[len(g.tasks) :]
+            scores = np.array([score for _, _, score in mine])
+            yield g, _gene_dataset(g, mine, scores, g.tasks[0]["method"])
+        group = []
+
+
+def _gene_dataset(gene: GeneTasks, results: list, scores: Any, method: str) -> xr.Dataset:
+    """A gene's sequences' attributions, mapped to reference coordinates."""
+    window = gene.window
     width = len(window.sequence)
-    values = np.full((len(sequences), width, 4), np.nan)
-    observed = np.zeros((len(sequences), width), dtype=np.uint8)
-    deltas = np.full(len(sequences), np.nan)
-    for i, (sequence, result) in enumerate(zip(sequences, results, strict=True)):
+    values = np.full((len(gene.sequences), width, 4), np.nan)
+    observed = np.zeros((len(gene.sequences), width), dtype=np.uint8)
+    deltas = np.full(len(gene.sequences), np.nan)
+    for i, (sequence, result) in enumerate(zip(gene.sequences, results, strict=True)):
         deltas[i] = result[1]
         codes = np.frombuffer(sequence.upper().encode("ascii"), dtype=np.uint8)
-        kept = columns[i] >= 0
-        values[i, columns[i][kept]] = result[0][kept]
-        observed[i, columns[i][kept]] = codes[kept]
+        kept = gene.columns[i] >= 0
+        values[i, gene.columns[i][kept]] = result[0][kept]
+        observed[i, gene.columns[i][kept]] = codes[kept]
     ds = xr.Dataset(
         {
             "attribution": (("sequence", "position", "base"), values.astype(np.float32)),
             "observed": (("sequence", "position"), observed),
             "score": ("sequence", np.asarray(scores)),
-            "carriers": ("sequence", np.asarray(carriers, dtype=np.int64)),
+            "carriers": ("sequence", np.asarray(gene.carriers, dtype=np.int64)),
         },
-        coords={"sequence": labels, "position": window.positions, "base": list(BASES)},
+        coords={"sequence": gene.labels, "position": window.positions, "base": list(BASES)},
     )
-    if settings["method"] in ("integrated_gradients", "deeplift_shap"):
+    if method in ("integrated_gradients", "deeplift_shap"):
         ds["convergence_delta"] = ("sequence", deltas)
-    if sample_sequence is not None:
-        ds["sample_sequence"] = sample_sequence
+    if gene.sample_sequence is not None:
+        ds["sample_sequence"] = gene.sample_sequence
     return ds
 
 

@@ -165,7 +165,7 @@ def fit_genes(
 ) -> dict[str, dict[str, Any]]:
     """Fit every gene of ``gene_ids`` on a cluster (``client`` or ``n_jobs`` local
     workers); ``inputs(gene)`` gives the entry :func:`fit_gene_group` takes."""
-    from ..._engine import cluster, run_tasks
+    from ..._engine import cluster, run_tasks, task_slots
 
     def groups() -> Iterator[dict[str, Any]]:
         for start in range(0, len(gene_ids), genes_per_task):
@@ -174,7 +174,7 @@ def fit_genes(
 
     n_tasks = -(-len(gene_ids) // genes_per_task)
     with cluster(client, n_jobs) as running:
-        n_workers = max(len(running.scheduler_info().get("workers", {})), 1)
+        n_workers = task_slots(running)
         results = run_tasks(
             running, fit_gene_group, groups(), progress=False, description="fit_expression",
             unit="gene group", total=n_tasks, max_in_flight=2 * n_workers,
