@@ -87,3 +87,25 @@ def assert_same_cohort(got, expected) -> None:
         assert np.array_equal(a, b), name
     for gene in expected.var_names[:3]:
         assert gl.get.haplotypes(got, gene).equals(gl.get.haplotypes(expected, gene))
+
+
+def soft_bgen(vcf: Path, out: Path, probability: float) -> Path:
+    """``vcf``'s calls (bi-allelic, none missing) as a phased BGEN 1.2 written by the ``bgen``
+    package's writer, each haplotype giving its called allele ``probability`` and the other
+    allele the rest: calls only a threshold at or below ``probability`` recovers."""
+    from bgen import BgenWriter
+
+    with pysam.VariantFile(str(vcf)) as source:
+        samples = list(source.header.samples)
+        writer = BgenWriter(str(out), len(samples), samples=samples, compression="zstd",
+                            layout=2)  # fmt: skip
+        for record in source:
+            calls = np.array([s["GT"] for s in record.samples.values()], dtype=int)
+            probabilities = np.full((len(samples), 4), 1 - probability)
+            for h in (0, 1):
+                probabilities[np.arange(len(samples)), 2 * h + calls[:, h]] = probability
+            writer.add_variant(record.id, record.id, record.chrom, record.pos,
+                               [record.ref, *record.alts], probabilities, ploidy=2,
+                               phased=True, bit_depth=16)  # fmt: skip
+        writer.close()
+    return out

@@ -10,7 +10,13 @@ import pytest
 import genlm_sc as gl
 from conftest import needs_shared
 from genlm_sc.io import InputFileError, open_genotypes
-from genotype_formats import annotated_vcf, assert_same_cohort, plink2, write_formats
+from genotype_formats import (
+    annotated_vcf,
+    assert_same_cohort,
+    plink2,
+    soft_bgen,
+    write_formats,
+)
 
 pytestmark = [needs_shared, pytest.mark.needs_tools("plink2", "bcftools")]
 
@@ -132,6 +138,24 @@ def test_r2_filter_reads_beagle_and_impute_fields(field, example, genes, from_vc
     assert_same_cohort(got, expected)
     assert got.uns["gl"]["counts"]["filtered_low_r2"] > 0
     assert got.uns["gl"]["filters"]["r2_field"] == field
+
+
+def test_bgen_probabilities_become_calls_at_the_threshold(files, example, genes, tmp_path):
+    """Haplotype probabilities of 0.95: the default threshold (0.9) calls them as the VCF
+    does; a threshold of 0.96 leaves every allele missing."""
+    pytest.importorskip("bgen")
+    plain = tmp_path / "plain.vcf.gz"  # what BGEN holds here: bi-allelic, no missing call
+    subprocess.run(["bcftools", "view", "-m2", "-M2", "-g", "^miss", "-Oz", "-o", str(plain),
+                    str(files["vcf"])], check=True)  # fmt: skip
+    subprocess.run(["bcftools", "index", "-t", str(plain)], check=True)
+    soft = soft_bgen(plain, tmp_path / "soft.bgen", 0.95)
+    expected = build(plain, example, genes)
+    assert (expected.var["n_haplotypes"] > 1).any()
+    assert_same_cohort(build(soft, example, genes), expected)
+    with pytest.raises(InputFileError, match="missing"):
+        build(soft, example, genes, bgen_threshold=0.96, missing="error")
+    uncalled = build(soft, example, genes, bgen_threshold=0.96)  # missing="reference"
+    assert (uncalled.var["n_haplotypes"] == 1).all()
 
 
 def test_maf_filter_on_bgen_matches_bcftools(files, example, genes, from_vcf, tmp_path):
