@@ -88,6 +88,27 @@ def finetuning(out: Path, batch: int, model: Path) -> None:
         (out / "predictions.json").write_text(json.dumps(predicted.tolist()))
 
 
+def expression_fit(out: Path, batch: int, model: Path) -> None:
+    """``gl.tl.fit_expression(method="finetune")`` end to end on 32 example people, 2 outer
+    folds: 16 training people per fold, two global batches of 8."""
+    example = gl.datasets.chr20_example()
+    panel = gl.datasets.example_gene_panel(width=64)[:2].copy()
+    cohort = gl.pp.personal_sequences(
+        example.vcf, fasta=example.fasta, genes=panel, unphased="random", progress=False,
+        samples=gl.io.open_genotypes(example.vcf).samples[:32],
+    )  # fmt: skip
+    gl.datasets.simulate_expression(cohort, n_causal=1, h2=0.8, random_state=0)
+    gene = cohort.var_names[0]
+    options = {"model": model, "strategy": "prune", "epochs": 2, "batch_size": batch,
+               "learning_rate": 1e-3, "validation_fraction": 0.0, "patience": None,
+               "output_dir": out, **COMMON}  # fmt: skip
+    gl.tl.fit_expression(cohort, method="finetune", genes=[gene], n_folds=2,
+                         finetune_options=options)  # fmt: skip
+    if int(os.environ.get("RANK", "0")) == 0:
+        predicted = cohort.layers["gl_pred_finetune"][:, cohort.var_names.get_loc(gene)]
+        (out / "predictions.json").write_text(json.dumps(predicted.tolist()))
+
+
 def classification(out: Path, batch: int, model: Path) -> None:
     rng = np.random.default_rng(1)
     sequences = ["".join(rng.choice(list("ACGT"), 30)) for _ in range(48)]
@@ -113,6 +134,7 @@ def main() -> None:
     model = encoder(out / "encoder")
     barrier()  # the encoder is written before anyone reads it
     finetuning(out / "finetune", batch, model)
+    expression_fit(out / "fit_expression", batch, model)
     classification(out / "classifier", batch, model)
 
 
