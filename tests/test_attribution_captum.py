@@ -234,3 +234,59 @@ def test_plots_draw_captum_attributions(cohort_and_model, tmp_path):
     assert "integrated gradients" in ax.get_title()
     ax.figure.savefig(tmp_path / "ig_heatmap.png", dpi=110, bbox_inches="tight")
     plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    """A sequence classifier of three classes on a tiny checkpoint, its head at random."""
+    from genlm_sc.models.heads import SequenceClassifier
+
+    loaded = gl.models.load_encoder(
+        checkpoint(tmp_path_factory.mktemp("clf") / "conv", "conv"), device="cpu",
+        precision="fp32",
+    )  # fmt: skip
+    model = SequenceClassifier(loaded.model, loaded.tokenizer, max_length=24,
+                               classes=["a", "b", "c"], dropout=0.0).eval()  # fmt: skip
+    torch.manual_seed(0)
+    nn.init.normal_(model.head.linear.weight, std=1.0)
+    return model
+
+
+def test_a_classifier_scores_the_log_probability_of_its_label(classifier):
+    from test_attribution import brute_force_ism
+
+    sequence = SEQUENCE[:60]
+    expected = np.log(classifier.predict_proba([sequence]))[0]
+    for i, label in enumerate(["a", "b", "c"]):
+        scorer = load_scorer(classifier, target="classification", label=label, device="cpu")
+        assert scorer.score([sequence])[0] == pytest.approx(expected[i], abs=1e-5)
+    scorer = load_scorer(classifier, target="classification", device="cpu")
+    assert scorer.label == "c"  # the last class by default
+    expected_ism = brute_force_ism(scorer, sequence)  # float32 encoder: rounding-level
+    np.testing.assert_allclose(scorer.saturation_mutagenesis(sequence), expected_ism,
+                               atol=1e-5 * max(np.nanmax(np.abs(expected_ism)), 1))  # fmt: skip
+    score = OneHotScore(scorer, sequence)
+    values, _ = integrated_gradients(score, baseline="zeros", n_steps=50)
+    difference = (
+        score_at(score, score.inputs())[0] - score_at(score, baseline_of(score, "zeros"))[0]
+    )
+    assert np.nansum(values) == pytest.approx(difference, abs=1e-3 * max(1, abs(difference)))
+    with pytest.raises(ValueError, match="not a class"):
+        load_scorer(classifier, target="classification", label="z", device="cpu")
+    with pytest.raises(ValueError, match="label= applies"):
+        load_scorer(classifier, target="mlm", label="a", device="cpu")
+
+
+def test_attribute_explains_a_classifier_on_a_sequence_panel(classifier):
+    import pandas as pd
+
+    table = pd.DataFrame({"sequence": [SEQUENCE[:40], SEQUENCE[40:80]]}, index=["s0", "s1"])
+    panel = gl.pp.sequence_panel(table)
+    for method in ("ism", "integrated_gradients"):
+        gl.tl.attribute(panel, gene="s1", model=classifier, method=method,
+                        target="classification", label="b", device="cpu")  # fmt: skip
+        ds = gl.get.attribution(panel, "s1", key=f"gl_{method}_classification")
+        assert ds.attrs["label"] == "b" and ds.attrs["target"] == "classification"
+        scorer = load_scorer(classifier, target="classification", label="b", device="cpu")
+        assert float(ds["score"][0]) == pytest.approx(scorer.score([SEQUENCE[40:80]])[0])
+        assert np.isfinite(ds["attribution"].values).any()

@@ -38,7 +38,7 @@ __all__ = ["attribute"]
 
 Method = Literal["ism", "grad_x_input", "integrated_gradients", "deeplift_shap"]
 METHODS = ("ism", "grad_x_input", "integrated_gradients", "deeplift_shap")
-Target = Literal["expression", "mlm"]
+Target = Literal["expression", "classification", "mlm"]
 
 
 @dataclass
@@ -99,6 +99,7 @@ def attribute(
     model: Any,
     method: Method = "ism",
     target: Target = "expression",
+    label: str | None = None,
     samples: Sequence[str] | None = None,
     region: tuple[int, int] | None = None,
     baseline: str | None = None,
@@ -127,6 +128,8 @@ def attribute(
         or a fused model (``method="fusion"``): its backbone branch is explained (see
         :mod:`genlm_sc.tl.attribution.backbone_scorer`), on the bases its input cut
         around the anchor covers (others are ``NaN``).
+        ``target="classification"``: a sequence classifier (in memory, or the folder
+        ``output_dir`` of :func:`genlm_sc.tl.fit_classifier`).
         ``target="mlm"``: a masked-LM checkpoint folder (:func:`genlm_sc.tl.pretrain`) or a
         ``(model, tokenizer)`` pair.
     method
@@ -153,9 +156,14 @@ def attribute(
     target
         The score: ``"expression"``, the predicted expression of a person homozygous for
         the sequence (editing one haplotype of a person changes the prediction by half
-        the homozygous change); ``"mlm"``, the one-pass log-likelihood of the sequence
+        the homozygous change); ``"classification"``, the log-probability (nats) the
+        classifier gives the class ``label``; ``"mlm"``, the one-pass log-likelihood of the sequence
         under the masked LM (sum of ``log p(token)``, nats; gradients are taken through
         the inputs with the scored tokens held fixed).
+    label
+        ``target="classification"``: the class whose log-probability is explained
+        (compared as text with the classifier's classes); default its last class (the
+        positive one of two).
     samples
         A cohort's people whose haplotypes are scored too (each distinct haplotype once);
         ``None``: only the reference window.
@@ -230,13 +238,13 @@ def attribute(
     genes = [gene] if isinstance(gene, str) else list(gene)
     settings = {
         "model": model, "target": target, "device": device, "method": method,
-        "options": options, "batch_size": batch_size,
+        "options": options, "batch_size": batch_size, "label": label,
     }  # fmt: skip
     from ...store import write_result
 
     with cluster(client, n_jobs) if distributed else nullcontext() as running:
         if running is None:
-            settings["model"] = load_scorer(model, target=target, device=device)
+            settings["model"] = load_scorer(model, target=target, device=device, label=label)
         prepared = (
             _gene_tasks(adata, gene_window(adata, name), samples, region, settings)
             for name in genes
@@ -254,6 +262,7 @@ def attribute(
                 "window_end": window.end,
                 "region": "" if region is None else f"{int(region[0])}-{int(region[1])}",
                 **options,
+                **({} if label is None else {"label": str(label)}),
             })  # fmt: skip
             write_result(adata, key_added or f"gl_{method}_{target}", window.gene, ds)
     return adata if copy else None
@@ -380,6 +389,7 @@ def sequence_attribution(
     method: str,
     options: dict[str, Any],
     batch_size: int,
+    label: Any,
     sequence: str,
     anchor: int,
     wanted: list[int] | None,
@@ -390,8 +400,10 @@ def sequence_attribution(
     folder, loaded once per worker process)."""
     if isinstance(model, str | os.PathLike):
         model = loaded_once(
-            model, lambda: load_scorer(model, target=target, device=device), target, device
-        )
+            model,
+            lambda: load_scorer(model, target=target, device=device, label=label),
+            target, device, label,
+        )  # fmt: skip
     if method != "ism":
         model.require_embeddings(f"{method} attributions")
     delta = np.nan

@@ -11,6 +11,11 @@ chunks add up, and a final function maps the total to the score.
     :func:`genlm_sc.tl.predict` gives for a single sequence). The head is linear in the
     two haplotypes' pooled states, so editing one haplotype of any person changes the
     prediction by half the homozygous change, whatever the other haplotype is.
+:class:`ClassifierScorer` (``target="classification"``)
+    A fine-tuned :class:`~genlm_sc.models.heads.SequenceClassifier`
+    (:func:`genlm_sc.tl.fit_classifier`). The score is the log-probability (nats) the
+    classifier gives one class (``label``; by default its last class, the positive one of
+    two).
 :class:`LikelihoodScorer` (``target="mlm"``)
     A masked language model. The score is the sum over tokens of ``log p(token)`` in one
     forward pass over the unmasked sequence (nats): how typical the model finds it.
@@ -48,11 +53,17 @@ import torch
 from ..._devices import resolve_device
 from ..._dna import BASE_INDEX, BASES
 from ...models.chunking import Chunker, context_length, ignores_attention_mask
-from ...models.heads import HaplotypeRegressor
+from ...models.heads import HaplotypeRegressor, SequenceClassifier
 from ...models.tokenization import tokenizer_info
 from .onehot import _POSITIONAL, OneHotScore, _onehot_inputs
 
-__all__ = ["ChunkScorer", "ExpressionScorer", "LikelihoodScorer", "load_scorer"]
+__all__ = [
+    "ChunkScorer",
+    "ClassifierScorer",
+    "ExpressionScorer",
+    "LikelihoodScorer",
+    "load_scorer",
+]
 
 #: Mutants whose changed chunks are evaluated together.
 _MUTANTS_PER_BLOCK = 512
@@ -293,10 +304,12 @@ class ChunkScorer:
             yield position, base, (sorted(edited.items()) or None)
 
 
-class ExpressionScorer(ChunkScorer):
-    """Predicted expression of a person homozygous for the sequence (see module notes)."""
+class PooledScorer(ChunkScorer):
+    """A score of a fine-tuned model that mean-pools its encoder's token states
+    (:class:`~genlm_sc.models.heads.PooledSequenceModel`): the chunks give their summed
+    states and token counts; :meth:`head` maps the pooled vectors to scores."""
 
-    def __init__(self, model: HaplotypeRegressor, *, device: str = "auto"):
+    def __init__(self, model: Any, *, device: str = "auto"):
         super().__init__(model, model.tokenizer, max_length=model.max_length, device=device,
                          reader=model.encoder)  # fmt: skip
         self.model = self.network
@@ -312,11 +325,43 @@ class ExpressionScorer(ChunkScorer):
         return torch.cat([summed, keep.sum(1, keepdim=True)], dim=1)
 
     def combine(self, totals):
-        pooled = totals[:, :-1] / totals[:, -1:].clamp(min=1)
+        return self.head(totals[:, :-1] / totals[:, -1:].clamp(min=1))
+
+    def head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Scores ``(n,)`` from pooled vectors ``(n, hidden_size)``."""
+        raise NotImplementedError
+
+
+class ExpressionScorer(PooledScorer):
+    """Predicted expression of a person homozygous for the sequence (see module notes)."""
+
+    def __init__(self, model: HaplotypeRegressor, *, device: str = "auto"):
+        super().__init__(model, device=device)
+
+    def head(self, pooled):
         head = self.model.head
         features = torch.cat([pooled, pooled], dim=1).to(head.mean.dtype)
         standardised = head.linear((features - head.mean) / head.scale).squeeze(-1)
         return self.model.y_mean + self.model.y_std * standardised.double()
+
+
+class ClassifierScorer(PooledScorer):
+    """Log-probability (nats) a fine-tuned sequence classifier gives ``label`` (default:
+    its last class)."""
+
+    def __init__(self, model: SequenceClassifier, *, label: Any = None, device: str = "auto"):
+        super().__init__(model, device=device)
+        classes = [str(c) for c in model.classes]
+        label = classes[-1] if label is None else str(label)
+        if label not in classes:
+            raise ValueError(f"label {label!r} is not a class of this classifier: {classes}")
+        self.label = label
+        self.index = classes.index(label)
+
+    def head(self, pooled):
+        head = self.model.head
+        logits = head.linear((pooled.to(head.mean.dtype) - head.mean) / head.scale)
+        return torch.log_softmax(logits.double(), dim=1)[:, self.index]
 
 
 class LikelihoodScorer(ChunkScorer):
@@ -425,10 +470,11 @@ class LikelihoodScorer(ChunkScorer):
         return out
 
 
-def load_scorer(model: Any, *, target: str, device: str = "auto") -> Any:
+def load_scorer(model: Any, *, target: str, device: str = "auto", label: Any = None) -> Any:
     """A scorer for ``target="expression"`` (a fine-tuned regressor or a fused model: in
-    memory, or a folder saved by it) or ``target="mlm"`` (a masked-LM checkpoint folder,
-    or a ``(model, tokenizer)`` pair)."""
+    memory, or a folder saved by it), ``target="classification"`` (a sequence classifier,
+    in memory or its folder; ``label`` the class scored) or ``target="mlm"`` (a masked-LM
+    checkpoint folder, or a ``(model, tokenizer)`` pair)."""
     from ...models.fusion import FusionRegressor
     from .backbone_scorer import BackboneScorer
 
@@ -442,6 +488,12 @@ def load_scorer(model: Any, *, target: str, device: str = "auto") -> Any:
         if not isinstance(model, HaplotypeRegressor):
             model = HaplotypeRegressor.from_pretrained(model, device=device)
         return ExpressionScorer(model, device=device)
+    if target == "classification":
+        if not isinstance(model, SequenceClassifier):
+            model = SequenceClassifier.from_pretrained(model, device=device)
+        return ClassifierScorer(model, label=label, device=device)
+    if label is not None:
+        raise ValueError(f"label= applies to target='classification', not {target!r}")
     if target == "mlm":
         if isinstance(model, str | os.PathLike):
             network, tokenizer = _load_masked_lm(os.fspath(model))
@@ -452,7 +504,7 @@ def load_scorer(model: Any, *, target: str, device: str = "auto") -> Any:
         return LikelihoodScorer(
             network, tokenizer, max_length=context_length(network, tokenizer), device=device
         )
-    raise ValueError(f"target must be 'expression' or 'mlm', not {target!r}")
+    raise ValueError(f"target must be 'expression', 'classification' or 'mlm', not {target!r}")
 
 
 def _load_masked_lm(path: str) -> tuple[Any, Any]:
