@@ -160,7 +160,7 @@ def chunk_sharing(scorer, sequences: list[str]) -> dict:
 
 
 def llr_timing(model_dir: Path, length: int) -> dict:
-    from genlm_sc.tl.attribution.scorers import load_scorer
+    from genlm_sc.tl.attribution.scorer_loading import load_scorer
 
     scorer = load_scorer(model_dir, target="mlm", device="cpu")
     assert isinstance(scorer, LikelihoodScorer)

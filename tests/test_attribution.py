@@ -9,7 +9,7 @@ import torch
 
 import genlm_sc as gl
 from genlm_sc._dna import BASES
-from genlm_sc.tl.attribution.scorers import load_scorer
+from genlm_sc.tl.attribution.scorer_loading import load_scorer
 from test_embed import conv_checkpoint, third_party_checkpoint
 from test_finetune import regressor
 

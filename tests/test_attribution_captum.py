@@ -23,7 +23,7 @@ from genlm_sc.tl.attribution.onehot import (
     dinucleotide_shuffle,
     integrated_gradients,
 )
-from genlm_sc.tl.attribution.scorers import load_scorer
+from genlm_sc.tl.attribution.scorer_loading import load_scorer
 from test_attribution import SEQUENCE, checkpoint, cohort_and_model, indel_gene, scorer_for
 
 torch.set_num_threads(1)

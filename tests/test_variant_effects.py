@@ -12,7 +12,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import genlm_sc as gl
 from genlm_sc._dna import BASES
-from genlm_sc.tl.attribution.scorers import load_scorer
+from genlm_sc.tl.attribution.scorer_loading import load_scorer
 from published_layouts import LAYOUTS
 from test_embed import conv_checkpoint, third_party_checkpoint
 from test_finetune import regressor

@@ -14,7 +14,7 @@ from ...get import gene_index, gene_name, haplotype_store, is_cohort
 from ...models.chunking import context_length
 from ...models.token_spans import token_base_spans
 from .attribute import _describe, _haplotypes_of, gene_window
-from .scorers import _load_masked_lm
+from .scorer_loading import load_masked_lm
 
 __all__ = ["attention", "base_attention"]
 
@@ -183,7 +183,7 @@ def base_attention(
 def _load(model: Any) -> tuple[Any, Any]:
     if isinstance(model, tuple) and len(model) == 2:
         return model
-    return _load_masked_lm(model)
+    return load_masked_lm(model)
 
 
 @torch.inference_mode()

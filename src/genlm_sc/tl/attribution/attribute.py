@@ -32,7 +32,7 @@ from ...get import (
     is_cohort,
     sequences,
 )
-from .scorers import load_scorer
+from .scorer_loading import load_scorer
 
 __all__ = ["attribute"]
 

@@ -43,7 +43,6 @@ through the tokenizer:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -52,7 +51,7 @@ import torch
 
 from ..._devices import resolve_device
 from ..._dna import BASE_INDEX, BASES
-from ...models.chunking import Chunker, context_length, ignores_attention_mask
+from ...models.chunking import Chunker, ignores_attention_mask
 from ...models.heads import HaplotypeRegressor, SequenceClassifier
 from ...models.tokenization import tokenizer_info
 from .onehot import _POSITIONAL, OneHotScore, _onehot_inputs
@@ -62,7 +61,7 @@ __all__ = [
     "ClassifierScorer",
     "ExpressionScorer",
     "LikelihoodScorer",
-    "load_scorer",
+    "PooledScorer",
 ]
 
 #: Mutants whose changed chunks are evaluated together.
@@ -468,64 +467,6 @@ class LikelihoodScorer(ChunkScorer):
                     kmer = text[:offset] + letter + text[offset + 1 :]
                     out[position, base] += logp[self._vocab.get(kmer, self._unk)] - own
         return out
-
-
-def load_scorer(model: Any, *, target: str, device: str = "auto", label: Any = None) -> Any:
-    """A scorer for ``target="expression"`` (a fine-tuned regressor or a fused model: in
-    memory, or a folder saved by it), ``target="classification"`` (a sequence classifier,
-    in memory or its folder; ``label`` the class scored) or ``target="mlm"`` (a masked-LM
-    checkpoint folder, or a ``(model, tokenizer)`` pair)."""
-    from ...models.fusion import FusionRegressor
-    from .backbone_scorer import BackboneScorer
-
-    if isinstance(model, ChunkScorer | BackboneScorer):
-        return model
-    if target == "expression":
-        if isinstance(model, str | os.PathLike) and FusionRegressor.saved_in(model):
-            model = FusionRegressor.from_pretrained(model, device=device)
-        if isinstance(model, FusionRegressor):
-            return BackboneScorer(model, device=device)
-        if not isinstance(model, HaplotypeRegressor):
-            model = HaplotypeRegressor.from_pretrained(model, device=device)
-        return ExpressionScorer(model, device=device)
-    if target == "classification":
-        if not isinstance(model, SequenceClassifier):
-            model = SequenceClassifier.from_pretrained(model, device=device)
-        return ClassifierScorer(model, label=label, device=device)
-    if label is not None:
-        raise ValueError(f"label= applies to target='classification', not {target!r}")
-    if target == "mlm":
-        if isinstance(model, str | os.PathLike):
-            network, tokenizer = _load_masked_lm(os.fspath(model))
-        elif isinstance(model, tuple) and len(model) == 2:
-            network, tokenizer = model
-        else:
-            raise TypeError("target='mlm' needs a masked-LM folder or a (model, tokenizer) pair")
-        return LikelihoodScorer(
-            network, tokenizer, max_length=context_length(network, tokenizer), device=device
-        )
-    raise ValueError(f"target must be 'expression', 'classification' or 'mlm', not {target!r}")
-
-
-def _load_masked_lm(path: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForMaskedLM
-
-    from ..._quiet import quiet_transformers
-    from ...models.loading import (
-        check_tokenizer,
-        check_vocabulary,
-        from_local,
-        require_tokenizer,
-    )
-    from ...models.tokenization import load_tokenizer
-
-    with quiet_transformers():
-        network = from_local(AutoModelForMaskedLM, path, strict=True)
-    require_tokenizer(path)
-    tokenizer = load_tokenizer(path)
-    check_tokenizer(tokenizer, path)
-    check_vocabulary(network, tokenizer, path)
-    return network, tokenizer
 
 
 # --- helpers --------------------------------------------------------------------------

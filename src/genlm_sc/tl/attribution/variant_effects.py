@@ -15,7 +15,8 @@ from ..._dna import BASE_INDEX
 from ...get import anchor_index
 from ...pp.haplotypes import reverse_complement_text
 from .attribute import gene_window
-from .scorers import LikelihoodScorer, load_scorer
+from .scorer_loading import load_scorer
+from .scorers import LikelihoodScorer
 
 __all__ = ["variant_effects"]
 
@@ -153,13 +154,13 @@ def gene_variant_effects_task(
     models are loaded once per worker process."""
     from ..._engine import loaded_once
     from ...store.reading import read_annotations
-    from .scorers import _load_masked_lm
+    from .scorer_loading import load_masked_lm
 
     cohort = loaded_once(location, lambda: read_annotations(location), "annotations")
     device = options["device"]
     if options["model"] is not None:
         path = options["model"]
-        options["model"] = loaded_once(path, lambda: _load_masked_lm(os.fspath(path)), "mlm")
+        options["model"] = loaded_once(path, lambda: load_masked_lm(os.fspath(path)), "mlm")
     if options["expression_model"] is not None:
         path = options["expression_model"]
         options["expression_model"] = loaded_once(
