@@ -25,6 +25,7 @@ one sequence in a one-worker cluster started with dask's default
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -76,7 +77,6 @@ def effect_differences(cohort, genes: list[str], key: str, reference_key: str) -
 def malloc_trim(model: Path, width: int) -> dict[str, float]:
     """Seconds of one sequence's ISM (the second of two: the first loads the model) in this
     process and on one worker with and without dask's ``MALLOC_TRIM_THRESHOLD_``."""
-    import dask
     import torch
     from distributed import Client, LocalCluster
 
@@ -85,7 +85,8 @@ def malloc_trim(model: Path, width: int) -> dict[str, float]:
 
     rng = np.random.default_rng(0)
     task = {"model": os.fspath(model), "target": "mlm", "device": "cpu", "method": "ism",
-            "options": {}, "batch_size": 32, "anchor": width // 2, "wanted": None}  # fmt: skip
+            "options": {}, "batch_size": 32, "label": None, "anchor": width // 2,
+            "wanted": None}  # fmt: skip
 
     def sequence() -> str:  # a new one each time: scores of chunks already seen are kept
         return "".join(rng.choice(list("ACGT"), width))
@@ -95,16 +96,19 @@ def malloc_trim(model: Path, width: int) -> dict[str, float]:
     sequence_attribution(**task, sequence=sequence())
     seconds = {"this_process": timed(lambda: sequence_attribution(**task, sequence=sequence()))[0]}
     torch.set_num_threads(threads)
-    for name, environment in (("worker_dask_default", dask.config.set({})),
+    for name, environment in (("worker_dask_default", contextlib.nullcontext()),
                               ("worker_n_jobs", worker_environment())):  # fmt: skip
         with environment:
             local = LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None)
         with local, Client(local) as client:
-            client.submit(sequence_attribution, **task, sequence=sequence(), pure=False).result()
-            future = lambda: client.submit(  # noqa: E731
-                sequence_attribution, **task, sequence=sequence(), pure=False
-            ).result()
-            seconds[name] = timed(future)[0]
+
+            def on_worker() -> object:
+                return client.submit(
+                    sequence_attribution, **task, sequence=sequence(), pure=False
+                ).result()
+
+            on_worker()  # loads the model
+            seconds[name] = timed(on_worker)[0]
     return {name: round(value, 2) for name, value in seconds.items()}
 
 

@@ -217,8 +217,8 @@ def build_in_parts(
     folder = parts_folder(writer.final_path)
     folder.mkdir(parents=True, exist_ok=True)
     with cluster(client, n_jobs) as running:
-        n_workers = task_slots(running)
-        per_group = int(np.clip(np.ceil(len(obs) / (4 * n_workers)), 1, 16))
+        slots = task_slots(running)
+        per_group = int(np.clip(np.ceil(len(obs) / (4 * slots)), 1, 16))
         groups = gene_groups(obs, per_group)
         before = counted_before(obs, groups)
         common = {

@@ -345,8 +345,9 @@ def _scored_on_workers(
             [{**task, "with_score": True} for g in group for task in g.tasks],
             progress=False, description=f"attribution-{group[0].window.gene}",
         )  # fmt: skip
+        given = iter(results)
         for g in group:
-            mine, results = results[: len(g.tasks)], results[len(g.tasks) :]
+            mine = [next(given) for _ in g.tasks]
             scores = np.array([score for _, _, score in mine])
             yield g, _gene_dataset(g, mine, scores, g.tasks[0]["method"])
         group = []

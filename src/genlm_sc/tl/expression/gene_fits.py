@@ -174,10 +174,10 @@ def fit_genes(
 
     n_tasks = -(-len(gene_ids) // genes_per_task)
     with cluster(client, n_jobs) as running:
-        n_workers = task_slots(running)
+        slots = task_slots(running)
         results = run_tasks(
             running, fit_gene_group, groups(), progress=False, description="fit_expression",
-            unit="gene group", total=n_tasks, max_in_flight=2 * n_workers,
+            unit="gene group", total=n_tasks, max_in_flight=2 * slots,
         )  # fmt: skip
     fits = [fit for group in results for fit in group]
     return dict(zip(gene_ids, fits, strict=True))
